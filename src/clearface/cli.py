@@ -1,0 +1,134 @@
+"""The ``clearface`` command. Thin: parse arguments, call the library, print.
+
+Heavy imports (torch, Lightning) happen inside the sub-commands so ``clearface --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import ClearfaceError
+
+
+def _add_data(p, labels: bool):
+    p.add_argument("--data", required=True, help="zip or folder of numerically named images")
+    if labels:
+        p.add_argument("--labels", required=True, help="text file, one 0/1 per line, line i = image i")
+    p.add_argument("--resize", action="store_true", help="convert any size/mode to 64x64 RGB instead of failing")
+    p.add_argument("--cache-dir", default=None, help="where decoded uint8 caches live (default: user cache dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    ap = argparse.ArgumentParser(prog="clearface", description="Train, calibrate, evaluate and serve face "
+                                 "classifiers (1 = clean face, 0 = occluded) that minimise HTER = (FAR + FRR) / 2.")
+    ap.add_argument("--version", action="version", version=f"clearface {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train, calibrate tau on validation data, save RUN_DIR/model.pt",
+                       description="Any recipe setting can be overridden as --key value (e.g. --epochs 5, "
+                       "--model-kwargs.width 24, --augment.erase 0.2). See configs/*.yaml.")
+    _add_data(p, labels=True)
+    p.add_argument("--out", required=True, help="run folder (created)")
+    p.add_argument("--config", default=None, help="YAML recipe, e.g. configs/default.yaml")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+
+    p = sub.add_parser("evaluate", help="FAR, FRR, HTER at the stored tau, EER, AUC on labelled images")
+    _add_data(p, labels=True)
+    p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
+    p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--batch-size", type=int, default=512)
+
+    p = sub.add_parser("predict", help="label images: one 0/1 line per image, in numeric order")
+    _add_data(p, labels=False)
+    p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
+    p.add_argument("--out", required=True, help="label file to write (format of label_train.txt)")
+    p.add_argument("--scores", default=None, help="also write a CSV of name, score, label")
+    p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
+    p.add_argument("--batch-size", type=int, default=512)
+
+    sub.add_parser("models", help="list the model registry")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return COMMANDS[args.command](args, extra) or 0
+    except ClearfaceError as exc:
+        print(f"clearface: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("clearface: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args, extra) -> int:
+    from . import config
+    overrides = config.parse_overrides(extra)
+    for key in ("resize", "cache_dir"):
+        if getattr(args, key):
+            overrides[key] = getattr(args, key)
+    if args.resume:
+        from pathlib import Path
+        saved = Path(args.out) / "config.yaml"
+        if not saved.exists():
+            raise ClearfaceError(f"{saved}: nothing to resume (no config.yaml in --out)")
+        cfg = config.resolve(str(saved), overrides)
+    else:
+        cfg = config.resolve(args.config, overrides)
+    from .train.run import train
+    result = train(args.data, args.labels, args.out, cfg, resume=args.resume)
+    if result:
+        print(json.dumps({k: result[k] for k in ("threshold", "threshold_source", "val", "test") if k in result}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args, extra) -> int:
+    from .predict import evaluate
+    result = evaluate(args.model, args.data, args.labels, threshold=args.threshold, resize=args.resize,
+                      cache_dir=args.cache_dir, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"model      {result['model']}")
+        print(f"images     {result['n']} ({result['n_neg']} class 0, {result['n_pos']} class 1)")
+        print(f"threshold  {result['threshold']:.6f} ({result['threshold_origin']})")
+        print(f"FAR        {result['far']:.4f}")
+        print(f"FRR        {result['frr']:.4f}")
+        print(f"HTER       {result['hter']:.4f}  (95% CI {result['hter_ci95'][0]:.4f}-{result['hter_ci95'][1]:.4f})")
+        print(f"EER        {result['eer']:.4f}")
+        print(f"ROC AUC    {result['auc']:.4f}")
+    return 0
+
+
+def cmd_predict(args, extra) -> int:
+    from .predict import predict
+    info = predict(args.model, args.data, args.out, scores_path=args.scores, threshold=args.threshold,
+                   resize=args.resize, cache_dir=args.cache_dir, batch_size=args.batch_size)
+    print(f"wrote {info['n']} labels to {args.out} ({info['n_pos']} class 1, {info['n'] - info['n_pos']} class 0; "
+          f"tau {info['threshold']:.6f}; {info['images_per_s']:.0f} images/s)", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args, extra) -> int:
+    from .models import get_model_entry, list_models
+    for name in list_models():
+        print(f"{name:18s} {get_model_entry(name).description}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models}
+
+if __name__ == "__main__":
+    sys.exit(main())

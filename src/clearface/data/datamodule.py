@@ -1,0 +1,127 @@
+"""A ``LightningDataModule`` over the in-memory uint8 cache.
+
+Batches are whole index arrays: the sampler yields one array per batch and the dataset gathers it
+with one fancy-index, so a batch costs a memcpy rather than 128 Python calls. Sharding across DDP
+ranks is done here (not by Lightning's DistributedSampler) so every training image is used once per
+epoch on exactly one rank and validation is scored without padding duplicates.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import ClearfaceError
+
+
+class BatchGather(Dataset):
+    """``dataset[index_array] -> (uint8 images, float labels, indices)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        idx = torch.as_tensor(idx)
+        return self.images[idx], self.labels[idx], idx
+
+
+def epoch_indices(labels: np.ndarray, strategy: str, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's training order (positions into ``labels``), after the imbalance strategy."""
+    n = labels.size
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    minority, majority = (neg, pos) if neg.size <= pos.size else (pos, neg)
+    if strategy == "balanced_sampler":
+        # Draw with replacement, each class with probability 1/2; epoch length unchanged.
+        cls = rng.random(n) < 0.5
+        return np.where(cls, rng.choice(pos, n), rng.choice(neg, n))
+    if strategy == "undersample":
+        idx = np.concatenate([minority, rng.choice(majority, minority.size, replace=False)])
+    elif strategy == "oversample_minority":
+        reps = rng.choice(minority, majority.size - minority.size, replace=True)
+        idx = np.concatenate([majority, minority, reps])
+    else:
+        idx = np.arange(n)
+    return rng.permutation(idx)
+
+
+class EpochBatchSampler:
+    """Yields this rank's batches of one epoch; reseeded per epoch, same order on every rank."""
+
+    def __init__(self, labels: np.ndarray, batch_size: int, strategy: str, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        self.labels, self.batch_size, self.strategy = labels, batch_size, strategy
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _local(self) -> np.ndarray:
+        idx = epoch_indices(self.labels, self.strategy, np.random.default_rng((self.seed, self.epoch)))
+        per_rank = len(idx) // self.world_size  # drop the remainder: no image is seen twice
+        return idx[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def __iter__(self):
+        local = self._local()
+        n_batches = max(1, len(local) // self.batch_size) if len(local) >= self.batch_size else 1
+        for b in range(n_batches):
+            yield local[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def __len__(self):
+        local = len(epoch_indices(self.labels, self.strategy, np.random.default_rng(0))) // self.world_size
+        return max(1, local // self.batch_size)
+
+
+class ShardSampler:
+    """Sequential batches of this rank's share (``rank::world_size``): no padding, no repeats."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        self.idx = np.arange(n)[rank::world_size]
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        for s in range(0, len(self.idx), self.batch_size):
+            yield self.idx[s:s + self.batch_size]
+
+    def __len__(self):
+        return (len(self.idx) + self.batch_size - 1) // self.batch_size
+
+
+class FaceDataModule(L.LightningDataModule):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+                 batch_size: int, eval_batch_size: int, strategy: str, seed: int):
+        super().__init__()
+        for part, idx in (("training", train_idx), ("validation", val_idx)):
+            classes = np.unique(labels[idx])
+            if classes.size < 2:
+                raise ClearfaceError(f"the {part} part has only class {classes.tolist()} "
+                                     f"({len(idx)} images): use more images or another split")
+        # Own, contiguous copies: fast gathers, and the cache memmap can be closed.
+        self.train = BatchGather(torch.from_numpy(np.ascontiguousarray(images[train_idx])),
+                                 torch.from_numpy(labels[train_idx].astype(np.float32)))
+        self.val = BatchGather(torch.from_numpy(np.ascontiguousarray(images[val_idx])),
+                               torch.from_numpy(labels[val_idx].astype(np.float32)))
+        self.train_labels = labels[train_idx]
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.strategy, self.seed = strategy, seed
+        self.train_sampler: EpochBatchSampler | None = None
+
+    def _rank_world(self):
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def train_dataloader(self):
+        rank, world = self._rank_world()
+        self.train_sampler = EpochBatchSampler(self.train_labels, self.batch_size, self.strategy, self.seed, rank, world)
+        if self.trainer is not None:
+            self.train_sampler.set_epoch(self.trainer.current_epoch)
+        return DataLoader(self.train, sampler=self.train_sampler, batch_size=None, num_workers=0)
+
+    def val_dataloader(self):
+        rank, world = self._rank_world()
+        return DataLoader(self.val, sampler=ShardSampler(len(self.val), self.eval_batch_size, rank, world),
+                          batch_size=None, num_workers=0)

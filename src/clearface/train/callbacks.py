@@ -1,0 +1,59 @@
+"""Per-epoch ``summary.csv`` beside the checkpoints (timm-style), written by rank 0 only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+
+from ..data.ingest import write_text_atomic
+
+log = logging.getLogger("clearface")
+
+COLUMNS = ["epoch", "train_loss", "val_loss", "val_hter", "val_far", "val_frr", "val_eer", "val_auc",
+           "val_threshold", "lr", "train_seconds", "train_images_per_s", "val_seconds"]
+
+
+class EpochSummary(L.Callback):
+    def __init__(self, path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        if self.path.exists():  # resumed run: keep earlier epochs
+            with open(self.path, newline="") as f:
+                self.rows = list(csv.DictReader(f))
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0, self._tv = time.perf_counter(), None
+
+    def on_validation_start(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._tv = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        now = time.perf_counter()
+        t_train = (self._tv or now) - self._t0
+        losses = pl_module._train_loss
+        v = pl_module.last_val
+        row = {"epoch": trainer.current_epoch + 1,
+               "train_loss": float(sum(float(x) for x in losses) / max(1, len(losses))),
+               **{k: v.get(k, float("nan")) for k in COLUMNS[2:9]},
+               "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan"),
+               "train_seconds": t_train,
+               "train_images_per_s": pl_module._seen * trainer.world_size / max(t_train, 1e-9),
+               "val_seconds": now - self._tv if self._tv else 0.0}
+        row = {k: (round(x, 6) if isinstance(x, float) else x) for k, x in row.items()}
+        self.rows = [r for r in self.rows if int(r["epoch"]) != row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+            w.writeheader()
+            w.writerows(self.rows)
+            write_text_atomic(self.path, buf.getvalue())
+            log.info("epoch %d: train_loss %.4f val_hter %.4f (FAR %.4f FRR %.4f) AUC %.4f  %.0f img/s",
+                     row["epoch"], row["train_loss"], row["val_hter"], row["val_far"], row["val_frr"],
+                     row["val_auc"], row["train_images_per_s"])
+        pl_module.log("train_images_per_s", float(row["train_images_per_s"]))

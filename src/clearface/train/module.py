@@ -1,0 +1,151 @@
+"""The LightningModule: batched augmentation, the imbalance-aware loss, and per-epoch HTER."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import numpy as np
+import torch
+
+from .. import metrics
+from ..data.augment import AugmentConfig, augment_batch, mixup
+from ..models import get_model, get_model_entry
+from . import losses
+
+
+class HTERModule(L.LightningModule):
+    def __init__(self, cfg: dict, pos_weight: float):
+        super().__init__()
+        self.save_hyperparameters()  # resolved config lands in every checkpoint
+        self.cfg = cfg
+        entry = get_model_entry(cfg["model"])
+        self.model = get_model(cfg["model"], **(cfg.get("model_kwargs") or {}))
+        if cfg["channels_last"]:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.register_buffer("mean", torch.tensor(entry.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(entry.std).view(1, 3, 1, 1), persistent=False)
+        self.aug = AugmentConfig.from_dict(cfg.get("augment"))
+        self.pos_weight = pos_weight
+        self._val = []
+        self._train_loss = []
+        self._epoch_start = None
+        self._seen = 0
+        self.last_val: dict = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _prepare(self, x_uint8: torch.Tensor, train: bool) -> torch.Tensor:
+        x = x_uint8.float().div_(255)
+        if train:
+            x = augment_batch(x, self.aug)
+        x = (x - self.mean) / self.std
+        if self.cfg["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def loss(self, logits, y):
+        c = self.cfg
+        if hasattr(self.model, "training_loss"):  # e.g. capsule networks' margin loss
+            return self.model.training_loss(y)
+        strategy = c["imbalance"]
+        if strategy == "focal":
+            return losses.focal(logits, y, c["focal_gamma"], c["label_smoothing"])
+        if strategy == "soft_hter":
+            return losses.soft_hter(logits, y, c["soft_hter_temperature"])
+        pw = self.pos_weight if strategy == "pos_weight" else None
+        return losses.bce(logits, y, pw, c["label_smoothing"])
+
+    def score(self, x_uint8):
+        """Class-1 probabilities with the configured TTA (as the saved model file will compute them)."""
+        x = self._prepare(x_uint8, train=False)
+        p = torch.sigmoid(self.model(x))
+        if self.cfg["tta"] == "flip":
+            p = (p + torch.sigmoid(self.model(torch.flip(x, dims=[3])))) / 2
+        return p
+
+    # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self):
+        dm = self.trainer.datamodule
+        if dm is not None and dm.train_sampler is not None:
+            dm.train_sampler.set_epoch(self.current_epoch)
+        self._epoch_start, self._seen, self._train_loss = time.perf_counter(), 0, []
+
+    def training_step(self, batch, batch_idx):
+        x, y, _ = batch
+        x = self._prepare(x, train=True)
+        if self.aug.mixup:
+            x, y = mixup(x, y, self.aug.mixup)
+        logits = self.model(x)
+        loss = self.loss(logits, y)
+        self._seen += len(y)
+        self._train_loss.append(loss.detach())
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_epoch_end(self):
+        elapsed = time.perf_counter() - (self._epoch_start or time.perf_counter())
+        self.last_val["train_loss"] = float(torch.stack(self._train_loss).mean()) if self._train_loss else float("nan")
+        self.last_val["train_seconds"] = elapsed
+        self.last_val["train_images_per_s"] = self._seen * self.trainer.world_size / max(elapsed, 1e-9)
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self):
+        self._val = []
+
+    def validation_step(self, batch, batch_idx):
+        x, y, idx = batch
+        self._val.append((self.score(x).float(), y, idx))
+
+    def gathered_validation(self):
+        """All ranks' validation scores, each image once, in index order."""
+        p = torch.cat([v[0] for v in self._val])
+        y = torch.cat([v[1] for v in self._val])
+        idx = torch.cat([v[2] for v in self._val]).to(p.device)
+        if self.trainer.world_size > 1:
+            p, y, idx = (self.all_gather(t).reshape(-1) for t in (p, y, idx))
+        order = torch.argsort(idx)
+        idx, p, y = idx[order], p[order], y[order]
+        keep = torch.ones_like(idx, dtype=torch.bool)
+        keep[1:] = idx[1:] != idx[:-1]  # ShardSampler never pads, but be safe against repeats
+        return p[keep].cpu().numpy(), y[keep].cpu().numpy().astype(np.int8)
+
+    def on_validation_epoch_end(self):
+        if not self._val:
+            return
+        p, y = self.gathered_validation()
+        eps = 1e-6
+        pc = np.clip(p, eps, 1 - eps)
+        val_loss = float(-(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean())
+        tau = metrics.choose_threshold(p, y, self.cfg["threshold_method"])
+        s = metrics.summarize(p, y, tau)
+        values = {"val_loss": val_loss, "val_hter": s.hter, "val_far": s.far, "val_frr": s.frr,
+                  "val_eer": s.eer, "val_auc": s.auc, "val_threshold": tau, "val_n": float(s.n)}
+        # Identical on every rank (scores were gathered), so no reduction is needed.
+        for k, v in values.items():
+            self.log(k, v, prog_bar=k in ("val_hter", "val_auc"), sync_dist=False, rank_zero_only=False)
+        self.last_val.update(values)
+        self._val = []
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        c = self.cfg
+        decay, no_decay = [], []
+        for name, prm in self.model.named_parameters():
+            if not prm.requires_grad:
+                continue
+            (no_decay if prm.ndim <= 1 else decay).append(prm)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": c["weight_decay"]},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=c["lr"])
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if c["schedule"] == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c["lr"], total_steps=total, pct_start=0.15,
+                                                        div_factor=20, final_div_factor=200)
+        elif c["schedule"] == "cosine":
+            warm = max(1, int(total * c["warmup_epochs"] / max(1, c["epochs"])))
+            sched = torch.optim.lr_scheduler.SequentialLR(opt, [
+                torch.optim.lr_scheduler.LinearLR(opt, 0.05, 1.0, warm),
+                torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, total - warm), eta_min=c["lr"] * 0.005)],
+                milestones=[warm])
+        else:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

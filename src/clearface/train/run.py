@@ -1,0 +1,190 @@
+"""``clearface train``: ingest -> split -> fit (per fold) -> calibrate tau -> held-out score -> model file.
+
+A run folder holds ``config.yaml`` (resolved), ``split.csv``, ``summary.csv`` (per epoch),
+``train.log``, TensorBoard events under ``tb/``, Lightning checkpoints under ``checkpoints/``
+(model, optimiser, scheduler, epoch, config), ``metrics.json`` and ``model.pt``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import config as config_mod
+from .. import metrics
+from ..data import load_labelled, write_text_atomic
+from ..data.split import TEST, TRAIN, VAL, fold_parts, load_split, make_split, save_split
+from ..errors import ClearfaceError
+from ..inference import build_scorer, make_model_file, save_model_file, score_array
+
+log = logging.getLogger("clearface")
+
+
+def _setup_logging(out: Path) -> None:
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        log.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    for h in (logging.FileHandler(out / "train.log"), logging.StreamHandler()):
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    log.propagate = False
+
+
+def _member(cfg: dict, model) -> dict:
+    from ..models import get_model_entry
+    builder = get_model_entry(cfg["model"]).builder
+    build_kwargs = {}
+    params = inspect.signature(builder).parameters
+    if "pretrained" in params:  # the weights travel in the file: never look for ImageNet ones again
+        build_kwargs["pretrained"] = False
+    if "weights" in params:
+        build_kwargs["weights"] = None
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    return {"model": cfg["model"], "model_kwargs": dict(cfg.get("model_kwargs") or {}),
+            "build_kwargs": build_kwargs, "state_dict": state}
+
+
+def _blob(cfg, members, tau=0.5, tau_source="", val_metrics=None):
+    from ..models import get_model_entry
+    entry = get_model_entry(cfg["model"])
+    return make_model_file(members, entry.mean, entry.std, cfg["tta"], tau, cfg["threshold_method"],
+                           tau_source, val_metrics or {}, cfg)
+
+
+def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int):
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from ..data.datamodule import FaceDataModule
+    from .callbacks import EpochSummary
+    from .module import HTERModule
+
+    train_idx, val_idx = np.flatnonzero(parts == TRAIN), np.flatnonzero(parts == VAL)
+    y_train = labels[train_idx]
+    n1, n0 = int(y_train.sum()), int(len(y_train) - y_train.sum())
+    pos_weight = n0 / max(1, n1)  # < 1 here: class 1 is the majority, so its loss is scaled down
+    log.info("%s: train %d (%d class 0, %d class 1), val %d; pos_weight %.4f",
+             run_dir.name, len(train_idx), n0, n1, len(val_idx), pos_weight)
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = HTERModule(cfg, pos_weight)
+    dm = FaceDataModule(images, labels, train_idx, val_idx, cfg["batch_size"], cfg["eval_batch_size"],
+                        cfg["imbalance"], seed)
+    ckpt_dir = run_dir / "checkpoints"
+    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_hter", mode="min",
+                              save_last=True, save_top_k=1)
+    callbacks = [best_cb, EpochSummary(run_dir / "summary.csv"), LearningRateMonitor("epoch")]
+    if cfg["early_stopping_patience"]:
+        callbacks.append(EarlyStopping("val_hter", mode="min", patience=cfg["early_stopping_patience"]))
+    trainer = L.Trainer(
+        max_epochs=cfg["epochs"], accelerator=cfg["accelerator"], devices=cfg["devices"],
+        num_nodes=cfg["num_nodes"], strategy=cfg["strategy"], precision=cfg["precision"],
+        callbacks=callbacks, logger=TensorBoardLogger(str(run_dir), name="tb", version=""),
+        default_root_dir=str(run_dir), num_sanity_val_steps=0, use_distributed_sampler=False,
+        enable_progress_bar=bool(cfg["progress_bar"]), log_every_n_steps=cfg["log_every_n_steps"],
+        enable_model_summary=False,
+    )
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    if resume and ckpt_path is None and (run_dir / "model.pt").exists():
+        log.info("%s: already finished", run_dir)
+    trainer.fit(module, dm, ckpt_path=ckpt_path)
+    best = best_cb.best_model_path or (str(last) if last.exists() else "")
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    return trainer, module, val_idx
+
+
+def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
+    """Run the whole recipe; returns the metrics written to ``metrics.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _setup_logging(out)
+    t_start = time.perf_counter()
+    import torch
+    torch.set_num_threads(int(cfg["num_threads"] or len(os.sched_getaffinity(0))))
+
+    imageset, y = load_labelled(data, labels, resize=cfg["resize"], cache_dir=cfg["cache_dir"])
+    images, hashes, names = imageset.images, imageset.hashes, imageset.names
+    if cfg["limit_images"]:
+        n = int(cfg["limit_images"])
+        images, hashes, names, y = images[:n], hashes[:n], names[:n], y[:n]
+    log.info("data: %d images from %s (%d class 0, %d class 1), loaded in %.1fs", len(y), data,
+             int((y == 0).sum()), int(y.sum()), time.perf_counter() - t_start)
+
+    split_path = out / "split.csv"
+    if resume and split_path.exists():
+        parts = load_split(split_path)
+        if len(parts) != len(y):
+            raise ClearfaceError(f"{split_path}: {len(parts)} rows but the data has {len(y)} images")
+    else:
+        parts = make_split(y, hashes, cfg["val_fraction"], cfg["holdout"], cfg["seed"], cfg["holdout_seed"], cfg["folds"])
+        save_split(split_path, names, y, parts)
+    write_text_atomic(out / "config.yaml", config_mod.dump(cfg))
+
+    folds = cfg["folds"]
+    oof = np.full(len(y), np.nan, np.float32)
+    members, trainer = [], None
+    for k in range(folds):
+        fold_dir = out if folds == 1 else out / f"fold{k}"
+        fold_dir.mkdir(exist_ok=True)
+        p = parts if folds == 1 else fold_parts(parts, k)
+        trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k)
+        if trainer.global_rank != 0:
+            continue
+        member = _member(cfg, module.model)
+        members.append(member)
+        scorer = build_scorer(_blob(cfg, [member]))
+        oof[val_idx] = score_array(scorer, images[val_idx], cfg["eval_batch_size"])
+
+    result: dict = {}
+    if trainer is None or trainer.global_rank == 0:
+        result = _calibrate_and_save(cfg, out, images, y, parts, oof, members, names)
+        result["train_minutes"] = round((time.perf_counter() - t_start) / 60, 2)
+        write_text_atomic(out / "metrics.json", json.dumps(result, indent=2))
+        log.info("done in %.1f min: val HTER %.4f at tau %.4f%s", result["train_minutes"], result["val"]["hter"],
+                 result["threshold"], f"; held-out HTER {result['test']['hter']:.4f}" if "test" in result else "")
+    if trainer is not None and trainer.world_size > 1:
+        trainer.strategy.barrier("clearface-done")  # let rank 0 finish writing before tear-down
+    return result
+
+
+def _calibrate_and_save(cfg, out: Path, images, y, parts, oof, members, names) -> dict:
+    calib = ~np.isnan(oof)
+    n_cal = int(calib.sum())
+    source = ("validation split" if cfg["folds"] == 1 else f"out-of-fold validation scores of {cfg['folds']} folds")
+    tau = metrics.choose_threshold(oof[calib], y[calib], cfg["threshold_method"])
+    val = metrics.summarize(oof[calib], y[calib], tau).as_dict()
+    result = {"threshold": tau, "threshold_method": cfg["threshold_method"],
+              "threshold_source": f"{source} ({n_cal} images)", "val": val,
+              "val_at_0.5": metrics.summarize(oof[calib], y[calib], 0.5).as_dict()}
+    blob = _blob(cfg, members, tau, result["threshold_source"], {"val": val})
+    test = parts == TEST
+    if test.any():
+        scorer = build_scorer(blob)
+        s = score_array(scorer, images[np.flatnonzero(test)], cfg["eval_batch_size"])
+        t = metrics.summarize(s, y[test], tau).as_dict()
+        t["hter_ci95"] = list(metrics.bootstrap_hter(s, y[test], tau))
+        result["test"] = t
+        result["test_protocol"] = (f"tau chosen on {result['threshold_source']}; scored on the {int(test.sum())}-image "
+                                   "held-out part (never trained or calibrated on)")
+        blob["metrics"]["test"] = t
+        _write_scores(out / "test_scores.csv", [names[i] for i in np.flatnonzero(test)], y[test], s, tau)
+    _write_scores(out / "val_scores.csv", [names[i] for i in np.flatnonzero(calib)], y[calib], oof[calib], tau)
+    save_model_file(blob, out / "model.pt")
+    return result
+
+
+def _write_scores(path, names, labels, scores, tau) -> None:
+    lines = ["name,label,score,predicted"]
+    lines += [f"{n},{int(l)},{s:.6f},{int(s >= tau)}" for n, l, s in zip(names, labels, scores)]
+    write_text_atomic(path, "\n".join(lines) + "\n")
