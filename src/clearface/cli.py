@@ -20,6 +20,12 @@ def _add_data(p, labels: bool):
     p.add_argument("--cache-dir", default=None, help="where decoded uint8 caches live (default: user cache dir)")
 
 
+def _add_engine(p):
+    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto (default): onnxruntime through a cached ONNX export of the model, PyTorch if "
+                   "the export fails; torch: PyTorch; onnx: onnxruntime, failing if the export fails")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     ap = argparse.ArgumentParser(prog="clearface", description="Train, calibrate, evaluate and serve face "
@@ -41,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--batch-size", type=int, default=512)
+    _add_engine(p)
 
     p = sub.add_parser("predict", help="label images: one 0/1 line per image, in numeric order")
     _add_data(p, labels=False)
@@ -49,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", default=None, help="also write a CSV of name, score, label")
     p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
     p.add_argument("--batch-size", type=int, default=512)
+    _add_engine(p)
+
+    p = sub.add_parser("export", help="export a model file to ONNX (tau, preprocessing, classes in its metadata)")
+    p.add_argument("--model", default=None, help="model file (.pt) or run folder; default: the packaged model")
+    p.add_argument("--out", required=True, help="ONNX file to write (.onnx)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+
+    p = sub.add_parser("serve", help="HTTP service: POST /predict, GET /health, and a web page at /")
+    p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    _add_engine(p)
 
     sub.add_parser("models", help="list the model registry")
     return ap
@@ -97,7 +116,7 @@ def cmd_train(args, extra) -> int:
 def cmd_evaluate(args, extra) -> int:
     from .predict import evaluate
     result = evaluate(args.model, args.data, args.labels, threshold=args.threshold, resize=args.resize,
-                      cache_dir=args.cache_dir, batch_size=args.batch_size)
+                      cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -115,9 +134,25 @@ def cmd_evaluate(args, extra) -> int:
 def cmd_predict(args, extra) -> int:
     from .predict import predict
     info = predict(args.model, args.data, args.out, scores_path=args.scores, threshold=args.threshold,
-                   resize=args.resize, cache_dir=args.cache_dir, batch_size=args.batch_size)
+                   resize=args.resize, cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
     print(f"wrote {info['n']} labels to {args.out} ({info['n_pos']} class 1, {info['n'] - info['n_pos']} class 0; "
           f"tau {info['threshold']:.6f}; {info['images_per_s']:.0f} images/s)", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args, extra) -> int:
+    from .export import export_onnx
+    if args.opset < 17:
+        raise ClearfaceError(f"--opset {args.opset}: need 17 or later")
+    meta = export_onnx(args.model, args.out, opset=args.opset)
+    print(f"wrote {meta['path']} ({', '.join(m['model'] for m in meta['members'])}; tau {meta['threshold']:.6f}; "
+          f"max |onnx - torch| {meta['max_abs_diff']:.2g})", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args, extra) -> int:
+    from .serve.app import run_server
+    run_server(args.model, host=args.host, port=args.port, engine=args.engine)
     return 0
 
 
@@ -128,7 +163,8 @@ def cmd_models(args, extra) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
+            "export": cmd_export, "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,6 +35,7 @@ DEFAULTS: dict = {
     "folds": 1,                      # K > 1: K models, one per fold, ensembled; tau on out-of-fold scores
     "seed": 0,
     "early_stopping_patience": 8,
+    "stop_after": None,              # end this invocation after N epochs (resume later with --resume)
     "limit_images": None,            # use only the first N images (smoke runs, tests)
     "resize": False,
     "cache_dir": None,

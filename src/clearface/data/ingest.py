@@ -218,10 +218,15 @@ def _sha256(p: Path) -> str:
 
 
 def load_images(path, resize: bool = False, cache_dir: str | os.PathLike | None = None,
-                use_cache: bool = True, workers: int | None = None) -> ImageSet:
-    """Images of a zip/folder as an :class:`ImageSet`, from the cache when the source is unchanged."""
+                use_cache: bool = True, workers: int | None = None, limit: int | None = None) -> ImageSet:
+    """Images of a zip/folder as an :class:`ImageSet`, from the cache when the source is unchanged.
+
+    ``limit`` decodes only the first N images (smoke runs, tests) without touching the rest.
+    """
     p = Path(path).expanduser()
     names = list_images(p)
+    if limit:
+        names = names[:int(limit)]
     if not use_cache:
         arr, hashes = decode_all(p, names, resize, None, workers)
         return ImageSet(arr, names, hashes, str(p))
@@ -231,7 +236,7 @@ def load_images(path, resize: bool = False, cache_dir: str | os.PathLike | None 
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ClearfaceError(f"{cache}: cannot create cache folder ({exc})") from None
-    key = hashlib.sha1(f"{p.resolve()}|resize={resize}|v{CACHE_FORMAT}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{p.resolve()}|resize={resize}|limit={limit}|v{CACHE_FORMAT}".encode()).hexdigest()[:16]
     stem = f"{p.stem}-{key}"
     meta_path, img_path, hash_path = cache / f"{stem}.json", cache / f"{stem}.images.npy", cache / f"{stem}.hashes.npy"
     fingerprint = _source_fingerprint(p)
@@ -291,11 +296,13 @@ def read_labels(path, expected: int | None = None) -> np.ndarray:
     return labels
 
 
-def load_labelled(data, labels, **kw) -> tuple[ImageSet, np.ndarray]:
+def load_labelled(data, labels, limit: int | None = None, **kw) -> tuple[ImageSet, np.ndarray]:
     """Validate both inputs (the cheap label checks first), then decode."""
     names = list_images(data)
     y = read_labels(labels, expected=len(names))
-    return load_images(data, **kw), y
+    if limit:
+        y = y[:int(limit)]
+    return load_images(data, limit=limit, **kw), y
 
 
 # ---------------------------------------------------------------------------- output

@@ -57,3 +57,14 @@ class EpochSummary(L.Callback):
                      row["epoch"], row["train_loss"], row["val_hter"], row["val_far"], row["val_frr"],
                      row["val_auc"], row["train_images_per_s"])
         pl_module.log("train_images_per_s", float(row["train_images_per_s"]))
+
+
+class StopAfter(L.Callback):
+    """End ``fit`` once ``epochs`` epochs are done in total; the schedule keeps the full budget."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True

@@ -65,7 +65,7 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int)
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from ..data.datamodule import FaceDataModule
-    from .callbacks import EpochSummary
+    from .callbacks import EpochSummary, StopAfter
     from .module import HTERModule
 
     train_idx, val_idx = np.flatnonzero(parts == TRAIN), np.flatnonzero(parts == VAL)
@@ -82,6 +82,8 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int)
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_hter", mode="min",
                               save_last=True, save_top_k=1)
     callbacks = [best_cb, EpochSummary(run_dir / "summary.csv"), LearningRateMonitor("epoch")]
+    if cfg.get("stop_after"):
+        callbacks.append(StopAfter(int(cfg["stop_after"])))
     if cfg["early_stopping_patience"]:
         callbacks.append(EarlyStopping("val_hter", mode="min", patience=cfg["early_stopping_patience"]))
     trainer = L.Trainer(
@@ -113,11 +115,9 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     import torch
     torch.set_num_threads(int(cfg["num_threads"] or len(os.sched_getaffinity(0))))
 
-    imageset, y = load_labelled(data, labels, resize=cfg["resize"], cache_dir=cfg["cache_dir"])
+    imageset, y = load_labelled(data, labels, limit=cfg["limit_images"], resize=cfg["resize"],
+                                cache_dir=cfg["cache_dir"])
     images, hashes, names = imageset.images, imageset.hashes, imageset.names
-    if cfg["limit_images"]:
-        n = int(cfg["limit_images"])
-        images, hashes, names, y = images[:n], hashes[:n], names[:n], y[:n]
     log.info("data: %d images from %s (%d class 0, %d class 1), loaded in %.1fs", len(y), data,
              int((y == 0).sum()), int(y.sum()), time.perf_counter() - t_start)
 

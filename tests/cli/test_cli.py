@@ -1,0 +1,148 @@
+"""The command as a user runs it: clear one-line errors, non-zero exits, no half-written files."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import TRAIN_LABELS, TRAIN_ZIP, jpeg_bytes, write_labels, write_zip
+
+
+def run(*args, cwd=None, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "clearface.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+def assert_clean_error(res, *fragments):
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr, res.stderr
+    err_lines = [l for l in res.stderr.splitlines() if l.startswith("clearface: error:")]
+    assert len(err_lines) == 1, res.stderr
+    for f in fragments:
+        assert f in err_lines[0], err_lines[0]
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from clearface.cli import build_parser; build_parser(); print('torch' in sys.modules, 'lightning' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"
+    res = run("--help")
+    assert res.returncode == 0 and "train" in res.stdout and "predict" in res.stdout
+
+
+def test_models_lists_registry():
+    res = run("models")
+    assert res.returncode == 0 and "cfnet" in res.stdout
+
+
+def _rgb(seed):
+    return np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture()
+def bad_inputs(tmp_path):
+    good = [jpeg_bytes(_rgb(i)) for i in range(4)]
+    d = {}
+    d["zip"] = write_zip(tmp_path / "ok.zip", good)
+    d["labels"] = write_labels(tmp_path / "ok.txt", [0, 1, 1, 0])
+    d["short_labels"] = write_labels(tmp_path / "short.txt", [0, 1, 1])
+    (tmp_path / "bad_value.txt").write_text("0\n1\nx\n0\n")
+    d["bad_value"] = tmp_path / "bad_value.txt"
+    d["corrupt"] = write_zip(tmp_path / "corrupt.zip", good[:3] + [b"\xff\xd8garbage"])
+    d["notzip"] = tmp_path / "notzip.zip"
+    d["notzip"].write_text("plain text")
+    d["badmodel"] = tmp_path / "model.pt"
+    d["badmodel"].write_bytes(b"not a model")
+    return d
+
+
+@pytest.mark.parametrize("case", ["count", "value", "corrupt", "notzip", "missing"])
+def test_train_bad_inputs(bad_inputs, tmp_path, case):
+    d = bad_inputs
+    data, labels = d["zip"], d["labels"]
+    expect = []
+    if case == "count":
+        labels, expect = d["short_labels"], ["3 labels but 4 images"]
+    elif case == "value":
+        labels, expect = d["bad_value"], ["bad_value.txt:3", "'x'"]
+    elif case == "corrupt":
+        data, expect = d["corrupt"], ["000004.jpg", "corrupt"]
+    elif case == "notzip":
+        data, expect = d["notzip"], ["notzip.zip", "not a zip"]
+    elif case == "missing":
+        data, expect = tmp_path / "nothere.zip", ["nothere.zip", "no such file"]
+    res = run("train", "--data", data, "--labels", labels, "--out", tmp_path / "run", "--cache-dir", tmp_path / "c")
+    assert_clean_error(res, *expect)
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_unknown_setting_is_rejected(bad_inputs, tmp_path):
+    res = run("train", "--data", bad_inputs["zip"], "--labels", bad_inputs["labels"], "--out", tmp_path / "r",
+              "--epochz", "3")
+    assert_clean_error(res, "unknown setting 'epochz'")
+
+
+def test_predict_missing_and_bad_model(bad_inputs, tmp_path):
+    out = tmp_path / "labels.txt"
+    res = run("predict", "--model", tmp_path / "none.pt", "--data", bad_inputs["zip"], "--out", out)
+    assert_clean_error(res, "none.pt", "no such model file")
+    res = run("predict", "--model", bad_inputs["badmodel"], "--data", bad_inputs["zip"], "--out", out)
+    assert_clean_error(res, "model.pt", "not a readable clearface model")
+    assert not out.exists()
+
+
+def test_predict_corrupt_image_leaves_no_output(bad_inputs, tiny_model_file, tmp_path):
+    out = tmp_path / "labels.txt"
+    res = run("predict", "--model", tiny_model_file, "--data", bad_inputs["corrupt"], "--out", out)
+    assert_clean_error(res, "000004.jpg")
+    assert not out.exists() and not list(tmp_path.glob(".labels.txt*"))
+
+
+def test_predict_and_evaluate_with_model(real_small, tiny_model_file, tmp_path):
+    zpath, lpath, labels = real_small
+    out, scores = tmp_path / "pred.txt", tmp_path / "scores.csv"
+    res = run("predict", "--model", tiny_model_file, "--data", zpath, "--out", out, "--scores", scores)
+    assert res.returncode == 0, res.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 300 and set(lines) <= {"0", "1"}
+    rows = scores.read_text().splitlines()
+    assert rows[0] == "name,score,label" and rows[1].startswith("train_img/000001.jpg,")
+    # labels follow the stored tau (0.5) unless --threshold is given
+    s = np.array([float(r.split(",")[1]) for r in rows[1:]])
+    assert [int(v) for v in lines] == (s >= 0.5).astype(int).tolist()
+    res = run("predict", "--model", tiny_model_file, "--data", zpath, "--out", out, "--threshold", "1.01")
+    assert set(out.read_text().split()) == {"0"}
+    res = run("evaluate", "--model", tiny_model_file, "--data", zpath, "--labels", lpath, "--json")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout)
+    assert m["n"] == 300 and m["n_pos"] == int(labels.sum()) and 0 <= m["hter"] <= 1
+    assert m["threshold"] == 0.5
+
+
+def test_predict_without_model_and_without_packaged_one(bad_inputs, tmp_path, monkeypatch):
+    import clearface.inference as inf
+    if inf.packaged_model_path() is not None:
+        pytest.skip("this build ships a model")
+    res = run("predict", "--data", bad_inputs["zip"], "--out", tmp_path / "x.txt")
+    assert_clean_error(res, "no --model given")
+
+
+def test_wrong_size_image_needs_resize(tmp_path, tiny_model_file):
+    z = write_zip(tmp_path / "big.zip", [jpeg_bytes(np.zeros((90, 70, 3), np.uint8))])
+    res = run("predict", "--model", tiny_model_file, "--data", z, "--out", tmp_path / "o.txt")
+    assert_clean_error(res, "000001.jpg", "70x90", "--resize")
+    res = run("predict", "--model", tiny_model_file, "--data", z, "--out", tmp_path / "o.txt", "--resize")
+    assert res.returncode == 0 and (tmp_path / "o.txt").read_text() in ("0\n", "1\n")
+
+
+def test_unsafe_zip_entry(tmp_path, tiny_model_file):
+    z = tmp_path / "evil.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("/abs/1.jpg", jpeg_bytes(_rgb(0)))
+    res = run("predict", "--model", tiny_model_file, "--data", z, "--out", tmp_path / "o.txt")
+    assert_clean_error(res, "unsafe entry")

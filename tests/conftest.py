@@ -1,0 +1,77 @@
+"""Shared fixtures: small slices of the real data (copied into tmp, never into the repo) and tiny models."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TRAIN_ZIP = DATA / "train_img.zip"
+TRAIN_LABELS = DATA / "label_train.txt"
+VAL_ZIP = DATA / "val_img.zip"
+
+
+def real_slice(n: int, start: int = 0) -> tuple[list[bytes], np.ndarray]:
+    """The JPEG bytes and labels of images ``start+1 .. start+n`` of the real training set."""
+    if not TRAIN_ZIP.exists():
+        pytest.skip(f"{TRAIN_ZIP} not present")
+    labels = np.array([int(v) for v in TRAIN_LABELS.read_text().split()], np.int8)[start:start + n]
+    with zipfile.ZipFile(TRAIN_ZIP) as zf:
+        blobs = [zf.read(f"train_img/{i:06d}.jpg") for i in range(start + 1, start + n + 1)]
+    return blobs, labels
+
+
+def write_zip(path: Path, blobs: list[bytes], folder: str = "img", names: list[str] | None = None) -> Path:
+    names = names or [f"{folder}/{i:06d}.jpg" for i in range(1, len(blobs) + 1)]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, b in zip(names, blobs):
+            zf.writestr(name, b)
+    return path
+
+
+def write_labels(path: Path, labels) -> Path:
+    path.write_text("".join(f"{int(v)}\n" for v in labels))
+    return path
+
+
+def jpeg_bytes(arr_hwc: np.ndarray, fmt: str = "JPEG") -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(arr_hwc).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def real_small(tmp_path_factory):
+    """A zip of the first 300 real images and their label file: ``(zip_path, labels_path, labels)``."""
+    d = tmp_path_factory.mktemp("real_small")
+    blobs, labels = real_slice(300)
+    return write_zip(d / "small.zip", blobs, "train_img"), write_labels(d / "labels.txt", labels), labels
+
+
+@pytest.fixture()
+def cache_dir(tmp_path):
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory):
+    """A model file of the tiny registry model with random weights (tau 0.5, TTA flip)."""
+    import torch
+
+    from clearface.config import resolve
+    from clearface.inference import make_model_file, save_model_file
+    from clearface.models import IMAGENET_MEAN, IMAGENET_STD, get_model
+
+    torch.manual_seed(0)
+    net = get_model("cfnet_tiny")
+    cfg = resolve(overrides={"model": "cfnet_tiny"})
+    member = {"model": "cfnet_tiny", "model_kwargs": {}, "build_kwargs": {}, "state_dict": net.state_dict()}
+    blob = make_model_file([member], IMAGENET_MEAN, IMAGENET_STD, "flip", 0.5, "min_hter", "test fixture", {}, cfg)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model_file(blob, path)
+    return path
