@@ -53,6 +53,12 @@ def real_small(tmp_path_factory):
     return write_zip(d / "small.zip", blobs, "train_img"), write_labels(d / "labels.txt", labels), labels
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Keep caches and ONNX exports of tests out of the user's cache folder."""
+    monkeypatch.setenv("CLEARFACE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "clearface-cache"))
+
+
 @pytest.fixture()
 def cache_dir(tmp_path):
     return tmp_path / "cache"

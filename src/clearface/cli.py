@@ -47,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--report", default=None, metavar="DIR", help="also write the HTML report (as `clearface report`) to DIR")
+    _add_engine(p)
+
+    p = sub.add_parser("report", help="HTML report: metrics, ROC/DET curves, galleries of mistakes, Grad-CAM",
+                       description="Writes DIR/index.html (opens offline), DIR/metrics.json, DIR/scores.csv, "
+                       "DIR/figures/*.png and DIR/img/*.png.")
+    _add_data(p, labels=True)
+    p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
+    p.add_argument("--out", required=True, metavar="DIR", help="report folder (created; a previous report there is replaced)")
+    p.add_argument("--run", default=None, metavar="RUN_DIR", help="training run folder: adds loss and val HTER curves from summary.csv")
+    p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
+    p.add_argument("--batch-size", type=int, default=512)
     _add_engine(p)
 
     p = sub.add_parser("predict", help="label images: one 0/1 line per image, in numeric order")
@@ -54,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
     p.add_argument("--out", required=True, help="label file to write (format of label_train.txt)")
     p.add_argument("--scores", default=None, help="also write a CSV of name, score, label")
+    p.add_argument("--embeddings", default=None, help="also write the model's embeddings (.npy), e.g. facenet_seed's 128-d")
     p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
     p.add_argument("--batch-size", type=int, default=512)
     _add_engine(p)
@@ -67,7 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+                   help="uvicorn log level (info logs every request)")
     _add_engine(p)
+
+    p = sub.add_parser("audit", help="rank likely wrong labels from out-of-fold scores (confident learning)")
+    p.add_argument("--scores", default=None, help="k-fold run folder (its val_scores.csv) or a name,label,score "
+                   "CSV; without it, a k-fold run is trained first (--config, --folds) to get out-of-fold scores")
+    p.add_argument("--config", default=None, help="recipe for the k-fold run (default: configs-like defaults)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--run-dir", default=None, help="where the k-fold run goes (default: OUT without suffix + _oof)")
+    p.add_argument("--out", required=True, help="suspects CSV to write")
+    p.add_argument("--data", default=None, help="the images, for the contact sheet")
+    p.add_argument("--labels", default=None, help="label file, to check it matches the scores")
+    p.add_argument("--sheet", default=None, help="contact-sheet PNG of the top suspects")
+    p.add_argument("--top", type=int, default=100)
+    p.add_argument("--cache-dir", default=None)
 
     sub.add_parser("models", help="list the model registry")
     return ap
@@ -80,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "audit"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args, extra) or 0
@@ -128,13 +156,30 @@ def cmd_evaluate(args, extra) -> int:
         print(f"HTER       {result['hter']:.4f}  (95% CI {result['hter_ci95'][0]:.4f}-{result['hter_ci95'][1]:.4f})")
         print(f"EER        {result['eer']:.4f}")
         print(f"ROC AUC    {result['auc']:.4f}")
+    if args.report:
+        from .report import build_report
+        rep = build_report(args.model, args.data, args.labels, args.report, threshold=args.threshold, resize=args.resize,
+                           cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
+        print(f"wrote report {rep['out']}/index.html ({rep['seconds']['total']:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args, extra) -> int:
+    from .report import build_report
+    rep = build_report(args.model, args.data, args.labels, args.out, run=args.run, threshold=args.threshold,
+                       resize=args.resize, cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
+    h = rep["headline"]
+    print(f"wrote {rep['out']}/index.html: {h['n']} images, tau {h['threshold']:.6f}, HTER {h['hter']:.4f} "
+          f"(FAR {h['far']:.4f}, FRR {h['frr']:.4f}), EER {h['eer']:.4f}, AUC {h['auc']:.4f} "
+          f"in {rep['seconds']['total']:.1f} s", file=sys.stderr)
     return 0
 
 
 def cmd_predict(args, extra) -> int:
     from .predict import predict
     info = predict(args.model, args.data, args.out, scores_path=args.scores, threshold=args.threshold,
-                   resize=args.resize, cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
+                   resize=args.resize, cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine,
+                   embeddings_path=args.embeddings)
     print(f"wrote {info['n']} labels to {args.out} ({info['n_pos']} class 1, {info['n'] - info['n_pos']} class 0; "
           f"tau {info['threshold']:.6f}; {info['images_per_s']:.0f} images/s)", file=sys.stderr)
     return 0
@@ -152,7 +197,27 @@ def cmd_export(args, extra) -> int:
 
 def cmd_serve(args, extra) -> int:
     from .serve.app import run_server
-    run_server(args.model, host=args.host, port=args.port, engine=args.engine)
+    run_server(args.model, host=args.host, port=args.port, engine=args.engine, log_level=args.log_level)
+    return 0
+
+
+def cmd_audit(args, extra) -> int:
+    from .audit import audit
+    scores = args.scores
+    if scores is None:
+        if not (args.data and args.labels):
+            raise ClearfaceError("audit needs --scores, or --data and --labels to train a k-fold run first")
+        from pathlib import Path
+
+        from . import config
+        from .train.run import train
+        run_dir = Path(args.run_dir) if args.run_dir else Path(args.out).with_suffix("").with_name(Path(args.out).stem + "_oof")
+        cfg = config.resolve(args.config, {"folds": args.folds, **config.parse_overrides(extra)})
+        train(args.data, args.labels, run_dir, cfg)
+        scores = run_dir
+    r = audit(scores, args.out, data=args.data, labels_path=args.labels, top=args.top, sheet=args.sheet,
+              cache_dir=args.cache_dir)
+    print(json.dumps(r, indent=2))
     return 0
 
 
@@ -163,8 +228,8 @@ def cmd_models(args, extra) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
-            "export": cmd_export, "serve": cmd_serve}
+COMMANDS = {"audit": cmd_audit, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
+            "export": cmd_export, "serve": cmd_serve, "report": cmd_report}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,9 +32,11 @@ DEFAULTS: dict = {
     "val_fraction": 0.1,
     "holdout": 0,                    # images (or fraction) kept out of training and calibration
     "holdout_seed": 12345,
+    "track_holdout": False,          # score the held-out part each epoch for a time-to-quality curve (report only)
     "folds": 1,                      # K > 1: K models, one per fold, ensembled; tau on out-of-fold scores
     "seed": 0,
     "early_stopping_patience": 8,
+    "max_minutes": None,             # wall-clock training budget (Lightning max_time); the schedule still spans `epochs`
     "stop_after": None,              # end this invocation after N epochs (resume later with --resume)
     "limit_images": None,            # use only the first N images (smoke runs, tests)
     "resize": False,

@@ -24,15 +24,18 @@ def _model_file(model) -> Path:
         path = path / "model.pt"
     if not path.exists():
         raise ClearfaceError(f"{path}: no such model file")
+    if path.is_dir():
+        raise ClearfaceError(f"{path}: folder has no model.pt (give a model file or a run folder)")
     return path
 
 
 def onnx_cache_path(model_file, cache_dir=None) -> Path:
     """Where ``--engine auto`` keeps the ONNX export of ``model_file``: keyed by its sha256."""
+    from . import __version__
     from .data.ingest import default_cache_dir
     from .export import ONNX_FORMAT_VERSION, file_sha256
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    return root / "onnx" / f"{file_sha256(model_file)[:32]}-f{ONNX_FORMAT_VERSION}.onnx"
+    return root / "onnx" / f"{file_sha256(model_file)[:32]}-f{ONNX_FORMAT_VERSION}-v{__version__}.onnx"
 
 
 def _torch_engine(blob):
@@ -110,14 +113,47 @@ def _images(data, resize, cache_dir, use_cache):
     return load_images(data, resize=resize, cache_dir=cache_dir, use_cache=use_cache)
 
 
+def write_embeddings(model, images: np.ndarray, path, batch_size: int = 512) -> tuple:
+    """Save the first member's ``embed(x)`` vectors (e.g. facenet_seed's 128-d) as ``.npy``."""
+    import os
+
+    import torch
+
+    from .inference import build_scorer, load_model_file
+    mpath = _model_file(model)
+    if mpath.suffix == ".onnx":
+        raise ClearfaceError(f"{mpath}: --embeddings needs the PyTorch model file, not an ONNX export")
+    scorer = build_scorer(load_model_file(mpath))
+    net = scorer.members[0]
+    if not hasattr(net, "embed"):
+        raise ClearfaceError(f"{mpath}: model {type(net).__name__} has no embed(); --embeddings works with e.g. facenet_seed")
+    chunks = []
+    with torch.inference_mode():
+        for s in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).float().div_(255)
+            chunks.append(net.embed((x - scorer.mean) / scorer.std).float().numpy())
+    emb = np.concatenate(chunks)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
+    try:
+        np.save(tmp, emb)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return emb.shape
+
+
 def predict(model, data, out, scores_path=None, threshold=None, resize=False, cache_dir=None,
-            batch_size=512, use_cache=False, engine: str = DEFAULT_ENGINE) -> dict:
+            batch_size=512, use_cache=False, engine: str = DEFAULT_ENGINE, embeddings_path=None) -> dict:
     t0 = time.perf_counter()
     score_fn, info = load_engine(model, engine, cache_dir)
     imgs = _images(data, resize, cache_dir, use_cache)
     scores = score_fn(imgs.images, batch_size=batch_size)
     tau = info["threshold"] if threshold is None else float(threshold)
     labels = labels_from_scores(scores, tau)
+    if embeddings_path:  # first: if the model has no embeddings, no label file is written either
+        write_embeddings(model, imgs.images, embeddings_path, batch_size)
     write_text_atomic(out, "".join(f"{v}\n" for v in labels))
     if scores_path:
         lines = ["name,score,label"] + [f"{n},{s:.6f},{l}" for n, s, l in zip(imgs.names, scores, labels)]

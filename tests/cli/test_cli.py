@@ -146,3 +146,30 @@ def test_unsafe_zip_entry(tmp_path, tiny_model_file):
         zf.writestr("/abs/1.jpg", jpeg_bytes(_rgb(0)))
     res = run("predict", "--model", tiny_model_file, "--data", z, "--out", tmp_path / "o.txt")
     assert_clean_error(res, "unsafe entry")
+
+
+def test_predict_embeddings_with_facenet(real_small, tmp_path):
+    import torch
+
+    from clearface.config import resolve
+    from clearface.inference import make_model_file, save_model_file
+    from clearface.models import IMAGENET_MEAN, IMAGENET_STD, get_model
+    net = get_model("facenet_seed")
+    member = {"model": "facenet_seed", "model_kwargs": {}, "build_kwargs": {}, "state_dict": net.state_dict()}
+    blob = make_model_file([member], IMAGENET_MEAN, IMAGENET_STD, "none", 0.5, "min_hter", "test", {},
+                           resolve(overrides={"model": "facenet_seed"}))
+    save_model_file(blob, tmp_path / "facenet.pt")
+    zpath, _, _ = real_small
+    emb = tmp_path / "emb.npy"
+    res = run("predict", "--model", tmp_path / "facenet.pt", "--data", zpath, "--out", tmp_path / "o.txt",
+              "--embeddings", emb, "--engine", "torch")
+    assert res.returncode == 0, res.stderr
+    assert np.load(emb).shape == (300, 128)
+
+
+def test_predict_embeddings_needs_embed(real_small, tiny_model_file, tmp_path):
+    zpath, _, _ = real_small
+    res = run("predict", "--model", tiny_model_file, "--data", zpath, "--out", tmp_path / "o.txt",
+              "--embeddings", tmp_path / "e.npy", "--engine", "torch")
+    assert_clean_error(res, "has no embed()")
+    assert not (tmp_path / "o.txt").exists()

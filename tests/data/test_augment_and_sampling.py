@@ -66,14 +66,19 @@ def test_epoch_sampler_reshuffles_and_shards_without_duplicates():
     s.set_epoch(1)
     e1 = np.concatenate(list(s))
     assert not (e0 == e1).all()
-    shards = []
-    for rank in range(3):
-        r = EpochBatchSampler(LABELS, 64, "pos_weight", seed=1, rank=rank, world_size=3)
+    shards, batches = [], []
+    for rank in range(2):
+        r = EpochBatchSampler(LABELS, 32, "pos_weight", seed=1, rank=rank, world_size=2)
         r.set_epoch(0)
-        shards.append(np.concatenate(list(r)))
+        batches.append(list(r))
+        shards.append(np.concatenate(batches[-1]))
     allidx = np.concatenate(shards)
     assert len(allidx) == len(set(allidx.tolist()))
     assert len({len(x) for x in shards}) == 1  # equal work per rank
+    # global batch b of a 2-rank run (32 per rank) = batch b of one process with batch 64
+    for b in range(len(batches[0])):
+        joint = set(batches[0][b].tolist()) | set(batches[1][b].tolist())
+        assert joint == set(e0[b * 64:(b + 1) * 64].tolist())
 
 
 def test_shard_sampler_covers_each_once():

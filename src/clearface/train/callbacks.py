@@ -15,7 +15,8 @@ from ..data.ingest import write_text_atomic
 log = logging.getLogger("clearface")
 
 COLUMNS = ["epoch", "train_loss", "val_loss", "val_hter", "val_far", "val_frr", "val_eer", "val_auc",
-           "val_threshold", "lr", "train_seconds", "train_images_per_s", "val_seconds"]
+           "val_threshold", "lr", "train_seconds", "train_images_per_s", "val_seconds", "train_minutes_total",
+           "holdout_hter", "holdout_far", "holdout_frr"]
 
 
 class EpochSummary(L.Callback):
@@ -45,6 +46,10 @@ class EpochSummary(L.Callback):
                "train_seconds": t_train,
                "train_images_per_s": pl_module._seen * trainer.world_size / max(t_train, 1e-9),
                "val_seconds": now - self._tv if self._tv else 0.0}
+        earlier = sum(float(r["train_seconds"]) for r in self.rows if int(r["epoch"]) < row["epoch"])
+        row["train_minutes_total"] = (earlier + t_train) / 60
+        for k in ("holdout_hter", "holdout_far", "holdout_frr"):
+            row[k] = v.get(k, "")
         row = {k: (round(x, 6) if isinstance(x, float) else x) for k, x in row.items()}
         self.rows = [r for r in self.rows if int(r["epoch"]) != row["epoch"]] + [row]
         if trainer.is_global_zero:
@@ -68,3 +73,32 @@ class StopAfter(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.current_epoch + 1 >= self.epochs:
             trainer.should_stop = True
+
+
+class HoldoutTracker(L.Callback):
+    """Scores the held-out part after each epoch at that epoch's validation tau — for the
+    time-to-quality curve only. Nothing reads it back: not early stopping, not checkpoint choice,
+    not tau. Runs on rank 0 before :class:`EpochSummary` writes the row."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not trainer.is_global_zero or "val_threshold" not in pl_module.last_val:
+            return
+        import numpy as np
+        import torch
+
+        from .. import metrics
+        was_training = pl_module.training
+        pl_module.eval()
+        scores = []
+        with torch.inference_mode():
+            for s in range(0, len(self.labels), 512):
+                x = torch.from_numpy(np.ascontiguousarray(self.images[s:s + 512])).to(pl_module.device)
+                scores.append(pl_module.score(x).float().cpu().numpy())
+        pl_module.train(was_training)
+        tau = pl_module.last_val["val_threshold"]
+        far, frr = metrics.far_frr(np.concatenate(scores), self.labels, tau)
+        pl_module.last_val.update(holdout_hter=(far + frr) / 2, holdout_far=far, holdout_frr=frr)
+        pl_module.log("holdout_hter", (far + frr) / 2, rank_zero_only=True)

@@ -65,7 +65,7 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int)
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from ..data.datamodule import FaceDataModule
-    from .callbacks import EpochSummary, StopAfter
+    from .callbacks import EpochSummary, HoldoutTracker, StopAfter
     from .module import HTERModule
 
     train_idx, val_idx = np.flatnonzero(parts == TRAIN), np.flatnonzero(parts == VAL)
@@ -81,13 +81,18 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int)
     ckpt_dir = run_dir / "checkpoints"
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_hter", mode="min",
                               save_last=True, save_top_k=1)
-    callbacks = [best_cb, EpochSummary(run_dir / "summary.csv"), LearningRateMonitor("epoch")]
+    callbacks = [best_cb]
+    test_idx = np.flatnonzero(parts == TEST)
+    if cfg.get("track_holdout") and len(test_idx):
+        callbacks.append(HoldoutTracker(images[test_idx], labels[test_idx]))
+    callbacks += [EpochSummary(run_dir / "summary.csv"), LearningRateMonitor("epoch")]
     if cfg.get("stop_after"):
         callbacks.append(StopAfter(int(cfg["stop_after"])))
     if cfg["early_stopping_patience"]:
         callbacks.append(EarlyStopping("val_hter", mode="min", patience=cfg["early_stopping_patience"]))
     trainer = L.Trainer(
-        max_epochs=cfg["epochs"], accelerator=cfg["accelerator"], devices=cfg["devices"],
+        max_epochs=cfg["epochs"], max_time={"minutes": float(cfg["max_minutes"])} if cfg.get("max_minutes") else None,
+        accelerator=cfg["accelerator"], devices=cfg["devices"],
         num_nodes=cfg["num_nodes"], strategy=cfg["strategy"], precision=cfg["precision"],
         callbacks=callbacks, logger=TensorBoardLogger(str(run_dir), name="tb", version=""),
         default_root_dir=str(run_dir), num_sanity_val_steps=0, use_distributed_sampler=False,
