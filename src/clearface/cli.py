@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=100)
     p.add_argument("--cache-dir", default=None)
 
+    p = sub.add_parser("ensemble", help="merge runs trained on the same split into one model file (tau re-chosen)")
+    p.add_argument("--runs", nargs="+", required=True, help="finished run folders (same --split_seed)")
+    p.add_argument("--out", required=True, help="model file to write; metrics go beside it as .json")
+
     sub.add_parser("models", help="list the model registry")
     return ap
 
@@ -221,6 +225,13 @@ def cmd_audit(args, extra) -> int:
     return 0
 
 
+def cmd_ensemble(args, extra) -> int:
+    from .ensemble import merge_runs
+    r = merge_runs(args.runs, args.out)
+    print(json.dumps({k: r[k] for k in ("threshold", "threshold_source", "val", "test") if k in r}, indent=2))
+    return 0
+
+
 def cmd_models(args, extra) -> int:
     from .models import get_model_entry, list_models
     for name in list_models():
@@ -228,7 +239,7 @@ def cmd_models(args, extra) -> int:
     return 0
 
 
-COMMANDS = {"audit": cmd_audit, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
+COMMANDS = {"audit": cmd_audit, "ensemble": cmd_ensemble, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
             "export": cmd_export, "serve": cmd_serve, "report": cmd_report}
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ DEFAULTS: dict = {
     "track_holdout": False,          # score the held-out part each epoch for a time-to-quality curve (report only)
     "folds": 1,                      # K > 1: K models, one per fold, ensembled; tau on out-of-fold scores
     "seed": 0,
+    "split_seed": None,              # seed of the train/val split (default: seed); fix it to ensemble runs of other seeds
     "early_stopping_patience": 8,
     "max_minutes": None,             # wall-clock training budget (Lightning max_time); the schedule still spans `epochs`
     "stop_after": None,              # end this invocation after N epochs (resume later with --resume)

@@ -39,7 +39,9 @@ def test_two_process_gloo_matches_one_process(real_small, tmp_path):
     # summation order differ, so scores agree closely though not bit for bit.
     s1 = np.array([float(r["score"]) for r in csv.DictReader(open(tmp_path / "one" / "val_scores.csv"))])
     s2 = np.array([float(r["score"]) for r in vs])
-    assert np.abs(s1 - s2).mean() < 0.05
-    assert abs(one["val"]["auc"] - two["val"]["auc"]) < 0.1
+    # Stated tolerance: mean |score difference| < 0.02 and max < 0.1 (seen here: 0.006 and 0.015).
+    # (Ranking metrics such as AUC are not compared: a 2-epoch model scores nearly all images
+    # alike, so tiny score differences reorder them.)
+    assert np.abs(s1 - s2).mean() < 0.02 and np.abs(s1 - s2).max() < 0.1
     rows = list(csv.DictReader(open(tmp_path / "two" / "summary.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]

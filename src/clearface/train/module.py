@@ -120,9 +120,10 @@ class HTERModule(L.LightningModule):
         s = metrics.summarize(p, y, tau)
         values = {"val_loss": val_loss, "val_hter": s.hter, "val_far": s.far, "val_frr": s.frr,
                   "val_eer": s.eer, "val_auc": s.auc, "val_threshold": tau, "val_n": float(s.n)}
-        # Identical on every rank (scores were gathered), so no reduction is needed.
+        # Identical on every rank (scores were gathered); the mean over ranks only keeps Lightning's
+        # epoch-level bookkeeping consistent.
         for k, v in values.items():
-            self.log(k, v, prog_bar=k in ("val_hter", "val_auc"), sync_dist=False, rank_zero_only=False)
+            self.log(k, v, prog_bar=k in ("val_hter", "val_auc"), sync_dist=self.trainer.world_size > 1)
         self.last_val.update(values)
         self._val = []
 

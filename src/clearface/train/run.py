@@ -132,7 +132,8 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         if len(parts) != len(y):
             raise ClearfaceError(f"{split_path}: {len(parts)} rows but the data has {len(y)} images")
     else:
-        parts = make_split(y, hashes, cfg["val_fraction"], cfg["holdout"], cfg["seed"], cfg["holdout_seed"], cfg["folds"])
+        split_seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
+        parts = make_split(y, hashes, cfg["val_fraction"], cfg["holdout"], split_seed, cfg["holdout_seed"], cfg["folds"])
         save_split(split_path, names, y, parts)
     write_text_atomic(out / "config.yaml", config_mod.dump(cfg))
 
