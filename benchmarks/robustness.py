@@ -1,0 +1,110 @@
+"""HTER under shifts of framing, scale and colour, at the model's stored tau.
+
+The team also judges on faces cropped by another detector; this table shows how far HTER moves
+when the held-out images are re-framed, re-scaled, re-coloured or re-compressed.
+
+    python benchmarks/robustness.py --model runs/default_s0/model.pt --run runs/default_s0
+
+Uses the run's held-out (``test``) part of the 80k from its ``split.csv``. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def _pil_map(images, fn):
+    from PIL import Image
+    out = np.empty_like(images)
+    for i, im in enumerate(images):
+        out[i] = np.asarray(fn(Image.fromarray(im.transpose(1, 2, 0)))).transpose(2, 0, 1)
+    return out
+
+
+def perturbations():
+    from PIL import Image, ImageEnhance, ImageFilter
+
+    def zoom(f):  # f > 1: tighter crop (zoom in); f < 1: looser crop (edges replicated)
+        def go(img):
+            if f >= 1:
+                s = int(round(64 / f))
+                o = (64 - s) // 2
+                return img.crop((o, o, o + s, o + s)).resize((64, 64), Image.BILINEAR)
+            pad = int(round(64 / f)) - 64
+            arr = np.pad(np.asarray(img), ((pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2), (0, 0)), mode="edge")
+            return Image.fromarray(arr).resize((64, 64), Image.BILINEAR)
+        return go
+
+    def shift(dx, dy):
+        def go(img):
+            arr = np.asarray(img)
+            arr = np.pad(arr, ((8, 8), (8, 8), (0, 0)), mode="edge")[8 + dy:72 + dy, 8 + dx:72 + dx]
+            return Image.fromarray(np.ascontiguousarray(arr))
+        return go
+
+    def jpeg(q):
+        def go(img):
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=q)
+            return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        return go
+
+    def down_up(s):
+        return lambda img: img.resize((s, s), Image.BILINEAR).resize((64, 64), Image.BILINEAR)
+
+    return [
+        ("none", None),
+        ("zoom in 1.15x (tighter crop)", zoom(1.15)),
+        ("zoom out 0.87x (looser crop)", zoom(0.87)),
+        ("shift 5 px right, 3 px down", shift(5, 3)),
+        ("brightness x0.7", lambda im: ImageEnhance.Brightness(im).enhance(0.7)),
+        ("brightness x1.3", lambda im: ImageEnhance.Brightness(im).enhance(1.3)),
+        ("contrast x0.7", lambda im: ImageEnhance.Contrast(im).enhance(0.7)),
+        ("saturation x0.5", lambda im: ImageEnhance.Color(im).enhance(0.5)),
+        ("greyscale", lambda im: im.convert("L").convert("RGB")),
+        ("warm cast (R+15, B-15)", lambda im: Image.fromarray(np.clip(np.asarray(im).astype(int) + [15, 0, -15], 0, 255).astype(np.uint8))),
+        ("JPEG quality 30", jpeg(30)),
+        ("blur (Gaussian r=1)", lambda im: im.filter(ImageFilter.GaussianBlur(1))),
+        ("low resolution (32 px up-sampled)", down_up(32)),
+    ]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--run", required=True, help="run folder whose split.csv marks the held-out part")
+    ap.add_argument("--data", default=str(DATA / "train_img.zip"))
+    ap.add_argument("--labels", default=str(DATA / "label_train.txt"))
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N held-out images")
+    args = ap.parse_args()
+
+    from clearface import metrics
+    from clearface.data import load_labelled
+    from clearface.predict import load_engine
+
+    s, y = load_labelled(args.data, args.labels)
+    with open(Path(args.run) / "split.csv", newline="") as f:
+        test = np.array([r["part"] == "test" for r in csv.DictReader(f)])
+    idx = np.flatnonzero(test)[: args.limit]
+    images, labels = np.ascontiguousarray(s.images[idx]), y[idx]
+    score, info = load_engine(args.model)
+    tau = info["threshold"]
+    print(f"model {args.model}; tau {tau:.4f} ({info.get('threshold_source')}); {len(idx)} held-out images\n")
+    print("| perturbation | FAR | FRR | HTER | AUC |\n|---|---|---|---|---|")
+    for name, fn in perturbations():
+        x = images if fn is None else _pil_map(images, fn)
+        sc = score(x)
+        m = metrics.summarize(sc, labels, tau)
+        print(f"| {name} | {m.far:.4f} | {m.frr:.4f} | {m.hter:.4f} | {m.auc:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
