@@ -62,7 +62,10 @@ def main():
         cfg = resolve(str(ROOT / "configs" / "default.yaml"), {
             "limit_images": 20000, "holdout": 4000, "epochs": 1000, "max_minutes": args.minutes,
             "schedule": "constant", "tta": "none", "early_stopping_patience": 0, "track_holdout": False,
-            "num_threads": 1, "progress_bar": False, "cache_dir": args.cache_dir, "model_kwargs": {}, **over})
+            "num_threads": 1, "progress_bar": False, "cache_dir": args.cache_dir,
+            **{k: v for k, v in over.items() if k != "model_kwargs"}})
+        # the recipe's model_kwargs belong to cfnet; other models get only their own
+        cfg["model_kwargs"] = over.get("model_kwargs", cfg["model_kwargs"] if over["model"] == "cfnet" else {})
         t0 = time.perf_counter()
         try:
             m = train(DATA / "train_img.zip", DATA / "label_train.txt", run_dir, cfg)

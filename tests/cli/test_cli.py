@@ -173,3 +173,21 @@ def test_predict_embeddings_needs_embed(real_small, tiny_model_file, tmp_path):
               "--embeddings", tmp_path / "e.npy", "--engine", "torch")
     assert_clean_error(res, "has no embed()")
     assert not (tmp_path / "o.txt").exists()
+
+
+def test_packaged_model_is_the_default(real_small, tmp_path):
+    import clearface.inference as inf
+    packaged = inf.packaged_model_path()
+    if packaged is None:
+        pytest.skip("this build ships no model")
+    blob = inf.load_model_file(packaged)
+    assert 0 < blob["threshold"] < 1 and blob["threshold_method"] in ("min_hter", "eer")
+    assert "validation" in blob["threshold_source"] and "test" in blob["metrics"]
+    assert packaged.stat().st_size <= 25 * 1024 * 1024
+    zpath, lpath, labels = real_small
+    out = tmp_path / "o.txt"
+    res = run("predict", "--data", zpath, "--out", out, "--engine", "torch")
+    assert res.returncode == 0, res.stderr
+    pred = np.array([int(v) for v in out.read_text().split()])
+    # a trained model: far better than chance on these 300 real (training-set) images
+    assert (pred == labels).mean() > 0.8
