@@ -99,7 +99,13 @@ def main():
 
 def print_table(results: Path, minutes: float):
     import json
-    rows = [json.loads(l) for l in results.read_text().splitlines() if l.strip()]
+    latest = {}
+    for line in results.read_text().splitlines():  # a re-run replaces an earlier (failed) row
+        if line.strip():
+            r = json.loads(line)
+            latest[(r["model"], r["imbalance"])] = r
+    order = {(name, imb): i for i, (name, imb, _) in enumerate(RUNS)}
+    rows = sorted(latest.values(), key=lambda r: order.get((r["model"], r["imbalance"]), 99))
     print(f"\nBudget: {minutes:g} min of training on 1 CPU core each; 20k-image subset; held-out 4,000; tau on validation.\n")
     print("| model | imbalance | params | epochs done | train img/s (1 core) | infer img/s (1 core) | held-out HTER (95 % CI) | FAR | FRR | AUC |")
     print("|---|---|---|---|---|---|---|---|---|---|")

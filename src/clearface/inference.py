@@ -22,15 +22,27 @@ FORMAT_VERSION = 1
 CLASSES = {"0": "occluded face (glasses, hat, cap, bandana or facial hair)", "1": "clean face"}
 
 
-def packaged_model_path() -> Path | None:
-    """The model shipped inside the package, if this build has one."""
-    p = Path(__file__).parent / "weights" / "clearface_default.pt"
+PACKAGED = {"default": "clearface_default.pt", "ensemble": "clearface_ensemble.pt"}
+
+
+def packaged_model_path(name: str = "default") -> Path | None:
+    """A model shipped inside the package (``default``: fast single model; ``ensemble``: most
+    accurate, about half the speed), if this build has it."""
+    p = Path(__file__).parent / "weights" / PACKAGED[name]
     return p if p.exists() else None
 
 
 def resolve_model_path(model) -> Path:
+    """``--model``: a file or run folder; ``default``/``ensemble`` (packaged, unless such a path
+    exists); None -> the packaged default."""
     if model:
-        return Path(model).expanduser()
+        p = Path(model).expanduser()
+        if str(model) in PACKAGED and not p.exists():
+            packaged = packaged_model_path(str(model))
+            if packaged is None:
+                raise ClearfaceError(f"this build of clearface ships no {model!r} model")
+            return packaged
+        return p
     p = packaged_model_path()
     if p is None:
         raise ClearfaceError("no --model given and this build of clearface ships no trained model; "
