@@ -30,6 +30,18 @@ def test_flip_only_mirrors():
     assert (same | mirrored).all() and same.any() and mirrored.any()
 
 
+def test_lowres_blurs_only_chosen_images():
+    cfg = AugmentConfig(flip=False, translate=0, scale=(1.0, 1.0), rotate=0, brightness=0, contrast=0,
+                        saturation=0, grayscale=0, lowres=0.5)
+    x = torch.rand(64, 3, 64, 64)
+    out = augment_batch(x.clone(), cfg)
+    changed = ~torch.isclose(out, x, atol=1e-5).flatten(1).all(1)
+    assert changed.any() and (~changed).any()
+    # blurred images lose high-frequency energy
+    hf = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean((1, 2, 3))
+    assert (hf(out[changed]) < hf(x[changed])).all()
+
+
 def test_unknown_augment_option():
     with pytest.raises(ClearfaceError, match="unknown augment"):
         AugmentConfig.from_dict({"flipp": True})

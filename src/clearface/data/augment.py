@@ -25,6 +25,7 @@ class AugmentConfig:
     saturation: float = 0.3      # blend with grey, 1 ± s
     grayscale: float = 0.05      # probability of a grey image
     erase: float = 0.0           # probability of one random erased rectangle
+    lowres: float = 0.0          # probability of a down-sampled (16-48 px) and re-enlarged image: blur/low-res sources
     mixup: float = 0.0           # mixup alpha (0 = off); labels become soft
 
     @classmethod
@@ -60,6 +61,13 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator | None
         # 'border' repeats edge pixels instead of inventing black frames the test data never has.
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     shape = (n, 1, 1, 1)
+    if cfg.lowres:
+        # One size per batch keeps it a single interpolate; which images get it is per image.
+        side = int(torch.randint(16, 49, (1,), generator=g, device=device))
+        small = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+        blurred = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        m = (torch.rand(n, generator=g, device=device) < cfg.lowres).view(shape)
+        x = torch.where(m, blurred, x)
     if cfg.brightness:
         x = x * _uniform(n, 1 - cfg.brightness, 1 + cfg.brightness, g, device).view(shape)
     if cfg.contrast:
