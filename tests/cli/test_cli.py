@@ -124,12 +124,13 @@ def test_predict_and_evaluate_with_model(real_small, tiny_model_file, tmp_path):
     assert m["threshold"] == 0.5
 
 
-def test_predict_without_model_and_without_packaged_one(bad_inputs, tmp_path, monkeypatch):
+def test_predict_without_model_and_without_packaged_one(bad_inputs, tmp_path, monkeypatch, capsys):
     import clearface.inference as inf
-    if inf.packaged_model_path() is not None:
-        pytest.skip("this build ships a model")
-    res = run("predict", "--data", bad_inputs["zip"], "--out", tmp_path / "x.txt")
-    assert_clean_error(res, "no --model given")
+    from clearface.cli import main
+    monkeypatch.setattr(inf, "packaged_model_path", lambda name="default": None)
+    code = main(["predict", "--data", str(bad_inputs["zip"]), "--out", str(tmp_path / "x.txt")])
+    assert code == 2 and "no --model given" in capsys.readouterr().err
+    assert not (tmp_path / "x.txt").exists()
 
 
 def test_wrong_size_image_needs_resize(tmp_path, tiny_model_file):
