@@ -146,9 +146,16 @@ def cmd_train(args, extra) -> int:
 
 
 def cmd_evaluate(args, extra) -> int:
-    from .predict import evaluate
-    result = evaluate(args.model, args.data, args.labels, threshold=args.threshold, resize=args.resize,
-                      cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
+    if args.report:  # the report scores the images and computes the same headline: score once
+        from .report import build_report
+        rep = build_report(args.model, args.data, args.labels, args.report, threshold=args.threshold, resize=args.resize,
+                           cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
+        result = dict(rep["headline"], engine=rep.get("model", {}).get("engine"))
+        print(f"wrote report {rep['out']}/index.html ({rep['seconds']['total']:.1f} s)", file=sys.stderr)
+    else:
+        from .predict import evaluate
+        result = evaluate(args.model, args.data, args.labels, threshold=args.threshold, resize=args.resize,
+                          cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -160,11 +167,6 @@ def cmd_evaluate(args, extra) -> int:
         print(f"HTER       {result['hter']:.4f}  (95% CI {result['hter_ci95'][0]:.4f}-{result['hter_ci95'][1]:.4f})")
         print(f"EER        {result['eer']:.4f}")
         print(f"ROC AUC    {result['auc']:.4f}")
-    if args.report:
-        from .report import build_report
-        rep = build_report(args.model, args.data, args.labels, args.report, threshold=args.threshold, resize=args.resize,
-                           cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
-        print(f"wrote report {rep['out']}/index.html ({rep['seconds']['total']:.1f} s)", file=sys.stderr)
     return 0
 
 

@@ -50,12 +50,21 @@ def resolve_model_path(model) -> Path:
     return p
 
 
-def load_model_file(path) -> dict:
-    p = Path(path)
+def model_file_path(model) -> Path:
+    """The file behind ``--model``: a path, a run folder (its ``model.pt``), a packaged name, or
+    None for the packaged default; it must exist."""
+    p = resolve_model_path(model)
     if p.is_dir() and (p / "model.pt").exists():
         p = p / "model.pt"
     if not p.exists():
         raise ClearfaceError(f"{p}: no such model file")
+    if p.is_dir():
+        raise ClearfaceError(f"{p}: folder has no model.pt (give a model file or a run folder)")
+    return p
+
+
+def load_model_file(path) -> dict:
+    p = model_file_path(path)
     import torch
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)

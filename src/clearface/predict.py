@@ -10,23 +10,11 @@ import numpy as np
 from . import metrics
 from .data import list_images, load_images, read_labels, write_text_atomic
 from .errors import ClearfaceError
-from .inference import labels_from_scores, resolve_model_path
+from .inference import labels_from_scores, model_file_path, resolve_model_path
 
 
 ENGINES = ("auto", "torch", "onnx")
 DEFAULT_ENGINE = "auto"
-
-
-def _model_file(model) -> Path:
-    """The model file behind ``model`` (run folder -> its model.pt; None -> packaged model)."""
-    path = resolve_model_path(model)
-    if path.is_dir() and (path / "model.pt").exists():
-        path = path / "model.pt"
-    if not path.exists():
-        raise ClearfaceError(f"{path}: no such model file")
-    if path.is_dir():
-        raise ClearfaceError(f"{path}: folder has no model.pt (give a model file or a run folder)")
-    return path
 
 
 def onnx_cache_path(model_file, cache_dir=None) -> Path:
@@ -76,7 +64,7 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None):
             raise ClearfaceError(f"{path}: an ONNX export cannot run with --engine torch (give the .pt model file)")
         return _onnx_engine(path)
     from .inference import load_model_file
-    path = _model_file(model)
+    path = model_file_path(model)
     if engine == "torch":
         return _torch_engine(load_model_file(path))
 
@@ -120,7 +108,7 @@ def write_embeddings(model, images: np.ndarray, path, batch_size: int = 512) -> 
     import torch
 
     from .inference import build_scorer, load_model_file
-    mpath = _model_file(model)
+    mpath = model_file_path(model)
     if mpath.suffix == ".onnx":
         raise ClearfaceError(f"{mpath}: --embeddings needs the PyTorch model file, not an ONNX export")
     scorer = build_scorer(load_model_file(mpath))
