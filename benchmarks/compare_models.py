@@ -33,6 +33,10 @@ RUNS = [
     ("cfnet", "focal", {"model": "cfnet", "lr": 2e-3, "imbalance": "focal"}),
     ("cfnet", "soft_hter", {"model": "cfnet", "lr": 2e-3, "imbalance": "soft_hter"}),
     ("cfnet", "none (plain BCE)", {"model": "cfnet", "lr": 2e-3, "imbalance": "none"}),
+    # no ImageNet weights offline: the seed's ResNet-50 from scratch, at native 64 px (enlarging
+    # the input only pays with pretrained filters), to show what the budget buys without them
+    ("resnet50_seed (from scratch, 64 px)", "pos_weight",
+     {"model": "resnet50_seed", "lr": 1e-3, "batch_size": 64, "model_kwargs": {"pretrained": False, "input_size": 64}}),
 ]
 
 

@@ -84,6 +84,7 @@ def main():
     ap.add_argument("--data", default=str(DATA / "train_img.zip"))
     ap.add_argument("--labels", default=str(DATA / "label_train.txt"))
     ap.add_argument("--limit", type=int, default=None, help="use only the first N held-out images")
+    ap.add_argument("--clean-only", action="store_true", help="only the unperturbed row (held-out HTER of a model file)")
     args = ap.parse_args()
 
     from clearface import metrics
@@ -99,7 +100,7 @@ def main():
     tau = info["threshold"]
     print(f"model {args.model}; tau {tau:.4f} ({info.get('threshold_source')}); {len(idx)} held-out images\n")
     print("| perturbation | FAR | FRR | HTER | AUC |\n|---|---|---|---|---|")
-    for name, fn in perturbations():
+    for name, fn in perturbations()[:1] if args.clean_only else perturbations():
         x = images if fn is None else _pil_map(images, fn)
         sc = score(x)
         m = metrics.summarize(sc, labels, tau)

@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (created)")
     p.add_argument("--config", default=None, help="YAML recipe, e.g. configs/default.yaml")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="pretrained (e.g. ImageNet) weights file for models that take them (= --model_kwargs.weights)")
+    p.add_argument("--no-pretrained", action="store_true",
+                   help="train a pretrained-capable model from scratch (= --model_kwargs.pretrained false)")
 
     p = sub.add_parser("evaluate", help="FAR, FRR, HTER at the stored tau, EER, AUC on labelled images")
     _add_data(p, labels=True)
@@ -100,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ensemble", help="merge runs trained on the same split into one model file (tau re-chosen)")
     p.add_argument("--runs", nargs="+", required=True, help="finished run folders (same --split_seed)")
     p.add_argument("--out", required=True, help="model file to write; metrics go beside it as .json")
+    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; "
+                   "inference still runs in float32)")
 
     sub.add_parser("models", help="list the model registry")
     return ap
@@ -130,6 +136,12 @@ def cmd_train(args, extra) -> int:
     for key in ("resize", "cache_dir"):
         if getattr(args, key):
             overrides[key] = getattr(args, key)
+    if args.weights and args.no_pretrained:
+        raise ClearfaceError("--weights and --no-pretrained contradict each other: give one")
+    if args.weights:
+        overrides.setdefault("model_kwargs", {})["weights"] = args.weights
+    if args.no_pretrained:
+        overrides.setdefault("model_kwargs", {})["pretrained"] = False
     if args.resume:
         from pathlib import Path
         saved = Path(args.out) / "config.yaml"
@@ -229,7 +241,7 @@ def cmd_audit(args, extra) -> int:
 
 def cmd_ensemble(args, extra) -> int:
     from .ensemble import merge_runs
-    r = merge_runs(args.runs, args.out)
+    r = merge_runs(args.runs, args.out, half=args.half)
     print(json.dumps({k: r[k] for k in ("threshold", "threshold_source", "val", "test") if k in r}, indent=2))
     return 0
 

@@ -17,7 +17,7 @@ import numpy as np
 from . import metrics
 from .data.ingest import write_text_atomic
 from .errors import ClearfaceError
-from .inference import load_model_file, save_model_file
+from .inference import halve_weights, load_model_file, save_model_file
 
 
 def _scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -28,7 +28,7 @@ def _scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return [r["name"] for r in rows], np.array([int(r["label"]) for r in rows]), np.array([float(r["score"]) for r in rows])
 
 
-def merge_runs(runs: list, out) -> dict:
+def merge_runs(runs: list, out, half: bool = False) -> dict:
     if len(runs) < 2:
         raise ClearfaceError("an ensemble needs at least two run folders")
     runs = [Path(r) for r in runs]
@@ -67,6 +67,9 @@ def merge_runs(runs: list, out) -> dict:
     merged["threshold"], merged["threshold_source"] = float(tau), source
     merged["metrics"] = {k: result[k] for k in ("val", "test") if k in result}
     merged["config"] = dict(ref["config"], ensemble_of=[str(r) for r in runs])
+    if half:
+        merged = halve_weights(merged)
+        result["weights_dtype"] = "float16"
     save_model_file(merged, out)
     write_text_atomic(Path(out).with_suffix(".json"), json.dumps(result, indent=2))
     return result

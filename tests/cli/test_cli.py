@@ -87,6 +87,19 @@ def test_unknown_setting_is_rejected(bad_inputs, tmp_path):
     assert_clean_error(res, "unknown setting 'epochz'")
 
 
+def test_weights_and_no_pretrained_flags(bad_inputs, tmp_path):
+    base = ("train", "--data", bad_inputs["zip"], "--labels", bad_inputs["labels"], "--out", tmp_path / "r")
+    # --weights reaches the model's loader: a missing file is named before any training
+    res = run(*base, "--model", "mobilenet_v2", "--weights", tmp_path / "nothere.pth")
+    assert_clean_error(res, "nothere.pth", "not found")
+    res = run(*base, "--model", "mobilenet_v2", "--weights", tmp_path / "w.pth", "--no-pretrained")
+    assert_clean_error(res, "--weights", "--no-pretrained")
+    # a model without pretrained weights says so instead of failing inside the constructor
+    res = run(*base, "--model", "cfnet", "--no-pretrained")
+    assert_clean_error(res, "cfnet", "pretrained")
+    assert not (tmp_path / "r" / "model.pt").exists()
+
+
 def test_predict_missing_and_bad_model(bad_inputs, tmp_path):
     out = tmp_path / "labels.txt"
     res = run("predict", "--model", tmp_path / "none.pt", "--data", bad_inputs["zip"], "--out", out)

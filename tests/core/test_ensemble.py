@@ -55,3 +55,23 @@ def test_merge_refuses_different_validation_sets(tmp_path):
     r2 = _fake_run(tmp_path / "r2", 1, ["a", "b", "c", "e"], y, [0.1, 0.9, 0.8, 0.2])
     with pytest.raises(ClearfaceError, match="split_seed"):
         merge_runs([r1, r2], tmp_path / "e.pt")
+
+
+def test_half_precision_file_is_smaller_and_scores_alike(tmp_path):
+    y = np.array([0, 1, 1, 0, 1, 1])
+    s = [0.1, 0.9, 0.8, 0.2, 0.7, 0.6]
+    r1 = _fake_run(tmp_path / "r1", 0, list("abcdef"), y, s)
+    r2 = _fake_run(tmp_path / "r2", 1, list("abcdef"), y, s)
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    merge_runs([r1, r2], full)
+    res = merge_runs([r1, r2], half, half=True)
+    assert res["weights_dtype"] == "float16"
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    blob = load_model_file(half)
+    assert blob["weights_dtype"] == "float16"
+    assert all(v.dtype != torch.float32 for m in blob["members"] for v in m["state_dict"].values())
+    scorer = build_scorer(blob)
+    assert all(p.dtype == torch.float32 for p in scorer.parameters())  # computes in float32
+    x = torch.rand(4, 3, 64, 64)
+    diff = (scorer(x) - build_scorer(load_model_file(full))(x)).abs().max()
+    assert 0 < diff < 5e-3

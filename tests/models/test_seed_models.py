@@ -78,6 +78,7 @@ def test_registry_import_does_not_import_timm_or_torchvision():
         ("capsnet", {}),
         ("vit_small_64", {}),
         ("mobilenet_v2", {"pretrained": False}),
+        ("mobilenet_v2", {"pretrained": False, "input_size": 80}),
         ("resnet50_seed", {"pretrained": False, "input_size": 64}),
     ],
 )
@@ -97,6 +98,16 @@ def test_resnet50_seed_resizes_inside_forward():
     with torch.no_grad():
         assert model.eval()(_x(1)).shape == (1,)
     assert seen == [(1, 3, 96, 96)]
+
+
+def test_mobilenet_v2_enlarges_only_when_asked():
+    for size in (64, 96):
+        model = get_model("mobilenet_v2", pretrained=False, input_size=size)
+        seen = []
+        model.net.features[0].register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
+        with torch.no_grad():
+            model.eval()(_x(1))
+        assert seen == [(1, 3, size, size)]
 
 
 def test_bad_kwargs_are_clearface_errors():

