@@ -107,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; "
                    "inference still runs in float32)")
 
+    p = sub.add_parser("calibrate", help="re-choose tau on a run's validation part after changing TTA or the rule",
+                       description="Scores the validation part of RUN_DIR/split.csv with the model (as changed by "
+                       "--tta/--method), chooses tau there, scores the held-out part, and writes a new model file.")
+    _add_data(p, labels=True)
+    p.add_argument("--model", required=True, help="model file (.pt) or run folder")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="the training run whose split.csv names the validation part")
+    p.add_argument("--out", required=True, help="model file to write; metrics go beside it as .json")
+    p.add_argument("--tta", choices=("none", "flip"), default=None, help="test-time augmentation (default: as stored)")
+    p.add_argument("--method", choices=("min_hter", "eer"), default=None, help="threshold rule (default: as stored)")
+    p.add_argument("--half", action="store_true", help="store the weights as float16")
+    p.add_argument("--batch-size", type=int, default=512)
+
     sub.add_parser("models", help="list the model registry")
     return ap
 
@@ -246,6 +258,14 @@ def cmd_ensemble(args, extra) -> int:
     return 0
 
 
+def cmd_calibrate(args, extra) -> int:
+    from .calibrate import recalibrate
+    r = recalibrate(args.model, args.run, args.data, args.labels, args.out, tta=args.tta, method=args.method,
+                    half=args.half, cache_dir=args.cache_dir, batch_size=args.batch_size, resize=args.resize)
+    print(json.dumps({k: r[k] for k in ("threshold", "threshold_source", "val", "test") if k in r}, indent=2))
+    return 0
+
+
 def cmd_models(args, extra) -> int:
     from .models import get_model_entry, list_models
     for name in list_models():
@@ -253,7 +273,7 @@ def cmd_models(args, extra) -> int:
     return 0
 
 
-COMMANDS = {"audit": cmd_audit, "ensemble": cmd_ensemble, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
+COMMANDS = {"audit": cmd_audit, "calibrate": cmd_calibrate, "ensemble": cmd_ensemble, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
             "export": cmd_export, "serve": cmd_serve, "report": cmd_report}
 
 if __name__ == "__main__":

@@ -205,3 +205,12 @@ def test_packaged_model_is_the_default(real_small, tmp_path):
     pred = np.array([int(v) for v in out.read_text().split()])
     # a trained model: far better than chance on these 300 real (training-set) images
     assert (pred == labels).mean() > 0.8
+
+
+def test_calibrate_needs_the_training_run(real_small, tiny_model_file, tmp_path):
+    zpath, lpath, _ = real_small
+    out = tmp_path / "re.pt"
+    res = run("calibrate", "--model", tiny_model_file, "--run", tmp_path, "--data", zpath, "--labels", lpath,
+              "--out", out, "--tta", "none")
+    assert_clean_error(res, "split.csv", "--run")
+    assert not out.exists()
