@@ -50,6 +50,8 @@ def recalibrate(model, run_dir, data, labels, out, tta: str | None = None, metho
     blob = copy.copy(load_model_file(model))
     if tta is not None:
         blob["tta"] = tta
+    if half:  # before scoring: tau and the metrics must belong to the weights that are stored
+        blob = halve_weights(blob)
     method = method or blob.get("threshold_method", "min_hter")
     run_dir = Path(run_dir)
     imageset, y = load_labelled(data, labels, cache_dir=cache_dir, resize=resize)
@@ -71,7 +73,6 @@ def recalibrate(model, run_dir, data, labels, out, tta: str | None = None, metho
     blob.update(threshold=float(tau), threshold_method=method, threshold_source=source,
                 metrics={k: result[k] for k in ("val", "test") if k in result})
     if half:
-        blob = halve_weights(blob)
         result["weights_dtype"] = "float16"
     save_model_file(blob, out)
     write_text_atomic(Path(out).with_suffix(".json"), json.dumps(result, indent=2))

@@ -224,7 +224,7 @@ def test_missing_weights_say_how_to_supply_them(name, extra, no_weights):
     assert "\n" not in msg
     assert "--weights PATH" in msg and "model_kwargs.weights" in msg
     assert str(no_weights / "checkpoints") in msg
-    assert "pretrained=false" in msg
+    assert "--no-pretrained" in msg
     assert extra in msg
 
 
