@@ -66,9 +66,7 @@ def recalibrate(model, run_dir, data, labels, out, tta: str | None = None, metho
     test = np.flatnonzero(parts == TEST)
     if test.size:
         st = score_array(scorer, imageset.images[test], batch_size)
-        t = metrics.summarize(st, y[test], tau).as_dict()
-        t["hter_ci95"] = list(metrics.bootstrap_hter(st, y[test], tau))
-        result["test"] = t
+        result["test"] = metrics.summarize_with_ci(st, y[test], tau)
         result["test_protocol"] = f"tau chosen on the {source}; scored on the {test.size}-image held-out part"
     blob.update(threshold=float(tau), threshold_method=method, threshold_source=source,
                 metrics={k: result[k] for k in ("val", "test") if k in result})

@@ -57,9 +57,7 @@ def merge_runs(runs: list, out, half: bool = False) -> dict:
         t = [_scores(p) for p in tests]
         if all(x[0] == t[0][0] for x in t):
             ts = sum(w * x[2] for w, x in zip(weights, t))
-            tm = metrics.summarize(ts, t[0][1], tau).as_dict()
-            tm["hter_ci95"] = list(metrics.bootstrap_hter(ts, t[0][1], tau))
-            result["test"] = tm
+            result["test"] = metrics.summarize_with_ci(ts, t[0][1], tau)
             result["test_protocol"] = f"tau chosen on the {source}; scored on the {len(ts)}-image held-out part"
             result["members_test_hter"] = [metrics.hter(x[2], x[1], b["threshold"]) for x, b in zip(t, blobs)]
     merged = dict(ref)

@@ -158,6 +158,13 @@ def summarize(scores, labels, tau: float) -> Summary:
     )
 
 
+def summarize_with_ci(scores, labels, tau: float, n_boot: int = 1000, seed: int = 0) -> dict:
+    """:func:`summarize` as a dict plus ``hter_ci95`` (:func:`bootstrap_hter`): how held-out figures are reported."""
+    out = summarize(scores, labels, tau).as_dict()
+    out["hter_ci95"] = list(bootstrap_hter(scores, labels, tau, n_boot=n_boot, seed=seed))
+    return out
+
+
 def bootstrap_hter(scores, labels, tau: float, n_boot: int = 1000, seed: int = 0,
                    level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of HTER at a fixed tau, resampling each class separately."""

@@ -159,8 +159,7 @@ def evaluate(model, data, labels, threshold=None, resize=False, cache_dir=None, 
     imgs = _images(data, resize, cache_dir, use_cache)
     scores = score_fn(imgs.images, batch_size=batch_size)
     tau = info["threshold"] if threshold is None else float(threshold)
-    s = metrics.summarize(scores, y, tau).as_dict()
-    s["hter_ci95"] = list(metrics.bootstrap_hter(scores, y, tau))
+    s = metrics.summarize_with_ci(scores, y, tau)
     s["threshold_origin"] = "--threshold" if threshold is not None else (
         f"stored: {info.get('threshold_method')} on {info.get('threshold_source')}")
     s["model"] = str(info["model"])

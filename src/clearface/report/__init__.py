@@ -98,8 +98,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 def _at(scores, y, tau: float, n_boot: int, seed: int) -> dict:
     from .figures import confusion_counts
-    s = metrics.summarize(scores, y, tau).as_dict()
-    s["hter_ci95"] = list(metrics.bootstrap_hter(scores, y, tau, n_boot=n_boot, seed=seed))
+    s = metrics.summarize_with_ci(scores, y, tau, n_boot=n_boot, seed=seed)
     c = confusion_counts(scores, y, tau)
     s["false_accepts"], s["false_rejects"] = c["fp"], c["fn"]
     s["confusion"] = c

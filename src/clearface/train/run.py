@@ -178,8 +178,7 @@ def _calibrate_and_save(cfg, out: Path, images, y, parts, oof, members, names) -
     if test.any():
         scorer = build_scorer(blob)
         s = score_array(scorer, images[np.flatnonzero(test)], cfg["eval_batch_size"])
-        t = metrics.summarize(s, y[test], tau).as_dict()
-        t["hter_ci95"] = list(metrics.bootstrap_hter(s, y[test], tau))
+        t = metrics.summarize_with_ci(s, y[test], tau)
         result["test"] = t
         result["test_protocol"] = (f"tau chosen on {result['threshold_source']}; scored on the {int(test.sum())}-image "
                                    "held-out part (never trained or calibrated on)")
