@@ -1,6 +1,6 @@
 """Every ensemble (mean score) of finished runs on one split, from their saved score files.
 
-    python benchmarks/ensemble_study.py runs/default_s0 runs/mobilenet_s0 runs/mobilenet96_s0 ... [--min 2]
+    python benchmarks/ensemble_study.py runs/default_s0 runs/mobilenet_s0 runs/mobilenet96_s0 ... [--min 2] [--max 4]
 
 For each composition: validation AUC and HTER (τ = min-HTER on validation, as `clearface ensemble`
 chooses it), then the held-out HTER at that τ with its bootstrap interval, and the held-out AUC.
@@ -28,6 +28,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--min", type=int, default=1, help="smallest composition size")
+    ap.add_argument("--max", type=int, default=None, help="largest composition size (the package holds <= 25 MB)")
     args = ap.parse_args()
 
     from clearface import metrics
@@ -40,7 +41,7 @@ def main():
             raise SystemExit(f"{r}: different validation/held-out images than {runs[0]} (train with the same split_seed)")
     yv, yt = val[runs[0]][1], test[runs[0]][1]
     rows = []
-    for k in range(args.min, len(runs) + 1):
+    for k in range(args.min, min(args.max or len(runs), len(runs)) + 1):
         for combo in itertools.combinations(runs, k):
             sv = np.mean([val[r][2] for r in combo], 0)
             st = np.mean([test[r][2] for r in combo], 0)

@@ -53,6 +53,20 @@ def real_small(tmp_path_factory):
     return write_zip(d / "small.zip", blobs, "train_img"), write_labels(d / "labels.txt", labels), labels
 
 
+@pytest.fixture()
+def small_run(real_small, tmp_path):
+    """``real_small`` with a saved split (30 % val, 80 held out) in ``tmp_path/run``, as a training run leaves it."""
+    from clearface.data import load_labelled
+    from clearface.data.split import make_split, save_split
+    zpath, lpath, _ = real_small
+    s, y = load_labelled(zpath, lpath)
+    parts = make_split(y, s.hashes, val_fraction=0.3, holdout=80, seed=0)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_split(run / "split.csv", s.names, y, parts)
+    return zpath, lpath, run, s, y, parts
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Keep caches and ONNX exports of tests out of the user's cache folder."""

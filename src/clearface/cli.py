@@ -119,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="store the weights as float16")
     p.add_argument("--batch-size", type=int, default=512)
 
+    p = sub.add_parser("pseudolabel", help="confident teacher calls on unlabelled images, for train --pseudo_labels",
+                       description="Chooses one score cut per class on the validation part of RUN_DIR so that the "
+                       "teacher's calls there are at least --precision0/--precision1 correct, then labels the --unlabelled images "
+                       "outside the cuts and writes them as name,score,label (plus a .json summary).")
+    _add_data(p, labels=True)
+    p.add_argument("--model", required=True, help="teacher model file (.pt) or run folder")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="the teacher's training run (its split.csv names the validation part)")
+    p.add_argument("--unlabelled", required=True, help="zip or folder of images without labels, e.g. val_img.zip")
+    p.add_argument("--precision0", type=float, default=0.95, help="required share of correct class-0 calls on validation")
+    p.add_argument("--precision1", type=float, default=0.98, help="required share of correct class-1 calls on validation")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--batch-size", type=int, default=512)
+
     sub.add_parser("models", help="list the model registry")
     return ap
 
@@ -266,6 +279,18 @@ def cmd_calibrate(args, extra) -> int:
     return 0
 
 
+def cmd_pseudolabel(args, extra) -> int:
+    from .pseudolabel import pseudo_label
+    r = pseudo_label(args.model, args.run, args.data, args.labels, args.unlabelled, args.out, precision0=args.precision0,
+                     precision1=args.precision1,
+                     cache_dir=args.cache_dir, batch_size=args.batch_size, resize=args.resize)
+    u = r["unlabelled"]
+    print(json.dumps(r["validation"], indent=2))
+    print(f"wrote {args.out}: {u['class0']} class 0 (score <= {r['below']:.4f}), {u['class1']} class 1 "
+          f"(score >= {r['above']:.4f}), {u['left_out']} of {u['images']} left out", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args, extra) -> int:
     from .models import get_model_entry, list_models
     for name in list_models():
@@ -273,7 +298,7 @@ def cmd_models(args, extra) -> int:
     return 0
 
 
-COMMANDS = {"audit": cmd_audit, "calibrate": cmd_calibrate, "ensemble": cmd_ensemble, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
+COMMANDS = {"audit": cmd_audit, "pseudolabel": cmd_pseudolabel, "calibrate": cmd_calibrate, "ensemble": cmd_ensemble, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
             "export": cmd_export, "serve": cmd_serve, "report": cmd_report}
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ DEFAULTS: dict = {
     "early_stopping_patience": 8,
     "max_minutes": None,             # wall-clock training budget (Lightning max_time); the schedule still spans `epochs`
     "stop_after": None,              # end this invocation after N epochs (resume later with --resume)
+    "pseudo_data": None,             # unlabelled zip/folder whose confident teacher calls join the training part
+    "pseudo_labels": None,           # CSV name,label of those calls (`clearface pseudolabel`)
     "limit_images": None,            # use only the first N images (smoke runs, tests)
     "resize": False,
     "cache_dir": None,

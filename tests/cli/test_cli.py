@@ -215,3 +215,16 @@ def test_calibrate_needs_the_training_run(real_small, tiny_model_file, tmp_path)
               "--out", out, "--tta", "none")
     assert_clean_error(res, "split.csv", "--run")
     assert not out.exists()
+
+
+def test_pseudo_label_inputs_are_checked(real_small, tiny_model_file, tmp_path):
+    zpath, lpath, _ = real_small
+    res = run("pseudolabel", "--model", tiny_model_file, "--run", tmp_path, "--data", zpath, "--labels", lpath,
+              "--unlabelled", zpath, "--out", tmp_path / "p.csv")
+    assert_clean_error(res, "split.csv")
+    assert not (tmp_path / "p.csv").exists()
+    missing = tmp_path / "missing.csv"
+    res = run("train", "--data", zpath, "--labels", lpath, "--out", tmp_path / "run", "--limit_images", "100",
+              "--pseudo_data", zpath, "--pseudo_labels", missing, "--cache-dir", tmp_path / "cache")
+    assert_clean_error(res, str(missing), "pseudo-label")
+    assert not (tmp_path / "run" / "model.pt").exists()

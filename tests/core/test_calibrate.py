@@ -7,21 +7,9 @@ import pytest
 
 from clearface import metrics
 from clearface.calibrate import recalibrate
-from clearface.data import load_labelled
-from clearface.data.split import make_split, save_split
+from clearface.data.split import save_split
 from clearface.errors import ClearfaceError
 from clearface.inference import build_scorer, load_model_file, score_array
-
-
-@pytest.fixture()
-def small_run(real_small, tmp_path):
-    zpath, lpath, labels = real_small
-    s, y = load_labelled(zpath, lpath)
-    parts = make_split(y, s.hashes, val_fraction=0.3, holdout=80, seed=0)
-    run = tmp_path / "run"
-    run.mkdir()
-    save_split(run / "split.csv", s.names, y, parts)
-    return zpath, lpath, run, s, y, parts
 
 
 def test_tau_is_chosen_on_validation_with_the_new_tta(small_run, tiny_model_file, tmp_path):

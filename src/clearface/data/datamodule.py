@@ -95,7 +95,9 @@ class ShardSampler:
 
 class FaceDataModule(L.LightningDataModule):
     def __init__(self, images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-                 batch_size: int, eval_batch_size: int, strategy: str, seed: int):
+                 batch_size: int, eval_batch_size: int, strategy: str, seed: int,
+                 extra_train: tuple[np.ndarray, np.ndarray] | None = None):
+        """``extra_train``: (uint8 images, labels) used for training only, e.g. pseudo-labelled images."""
         super().__init__()
         for part, idx in (("training", train_idx), ("validation", val_idx)):
             classes = np.unique(labels[idx])
@@ -103,11 +105,14 @@ class FaceDataModule(L.LightningDataModule):
                 raise ClearfaceError(f"the {part} part has only class {classes.tolist()} "
                                      f"({len(idx)} images): use more images or another split")
         # Own, contiguous copies: fast gathers, and the cache memmap can be closed.
-        self.train = BatchGather(torch.from_numpy(np.ascontiguousarray(images[train_idx])),
-                                 torch.from_numpy(labels[train_idx].astype(np.float32)))
+        train_images, train_labels = np.ascontiguousarray(images[train_idx]), labels[train_idx]
+        if extra_train is not None:
+            train_images = np.concatenate([train_images, np.asarray(extra_train[0])])
+            train_labels = np.concatenate([train_labels, np.asarray(extra_train[1]).astype(labels.dtype)])
+        self.train = BatchGather(torch.from_numpy(train_images), torch.from_numpy(train_labels.astype(np.float32)))
         self.val = BatchGather(torch.from_numpy(np.ascontiguousarray(images[val_idx])),
                                torch.from_numpy(labels[val_idx].astype(np.float32)))
-        self.train_labels = labels[train_idx]
+        self.train_labels = train_labels
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.strategy, self.seed = strategy, seed
         self.train_sampler: EpochBatchSampler | None = None

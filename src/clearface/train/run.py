@@ -58,7 +58,7 @@ def _blob(cfg, members, tau=0.5, tau_source="", val_metrics=None):
                            tau_source, val_metrics or {}, cfg)
 
 
-def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int):
+def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int, extra_train=None):
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
@@ -69,15 +69,16 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int)
     from .module import HTERModule
 
     train_idx, val_idx = np.flatnonzero(parts == TRAIN), np.flatnonzero(parts == VAL)
-    y_train = labels[train_idx]
+    y_train = labels[train_idx] if extra_train is None else np.concatenate([labels[train_idx], extra_train[1]])
     n1, n0 = int(y_train.sum()), int(len(y_train) - y_train.sum())
     pos_weight = n0 / max(1, n1)  # < 1 here: class 1 is the majority, so its loss is scaled down
-    log.info("%s: train %d (%d class 0, %d class 1), val %d; pos_weight %.4f",
-             run_dir.name, len(train_idx), n0, n1, len(val_idx), pos_weight)
+    log.info("%s: train %d (%d class 0, %d class 1)%s, val %d; pos_weight %.4f",
+             run_dir.name, len(y_train), n0, n1,
+             f" incl. {len(extra_train[1])} pseudo-labelled" if extra_train is not None else "", len(val_idx), pos_weight)
     L.seed_everything(seed, workers=True, verbose=False)
     module = HTERModule(cfg, pos_weight)
     dm = FaceDataModule(images, labels, train_idx, val_idx, cfg["batch_size"], cfg["eval_batch_size"],
-                        cfg["imbalance"], seed)
+                        cfg["imbalance"], seed, extra_train)
     ckpt_dir = run_dir / "checkpoints"
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_hter", mode="min",
                               save_last=True, save_top_k=1)
@@ -136,6 +137,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         parts = make_split(y, hashes, cfg["val_fraction"], cfg["holdout"], split_seed, cfg["holdout_seed"], cfg["folds"])
         save_split(split_path, names, y, parts)
     write_text_atomic(out / "config.yaml", config_mod.dump(cfg))
+    extra_train = _pseudo_labelled(cfg, hashes, parts)
 
     folds = cfg["folds"]
     oof = np.full(len(y), np.nan, np.float32)
@@ -144,7 +146,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         fold_dir = out if folds == 1 else out / f"fold{k}"
         fold_dir.mkdir(exist_ok=True)
         p = parts if folds == 1 else fold_parts(parts, k)
-        trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k)
+        trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k, extra_train)
         if trainer.global_rank != 0:
             continue
         member = _member(cfg, module.model)
@@ -162,6 +164,29 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     if trainer is not None and trainer.world_size > 1:
         trainer.strategy.barrier("clearface-done")  # let rank 0 finish writing before tear-down
     return result
+
+
+def _pseudo_labelled(cfg, hashes, parts):
+    """Training-only extra images from ``pseudo_data``/``pseudo_labels``, or None.
+
+    An unlabelled image that is pixel-identical to a validation or held-out image is dropped: its
+    teacher label would otherwise leak into the images that choose tau or score the run.
+    """
+    if not (cfg.get("pseudo_data") or cfg.get("pseudo_labels")):
+        return None
+    if not (cfg.get("pseudo_data") and cfg.get("pseudo_labels")):
+        raise ClearfaceError("pseudo_data and pseudo_labels go together: give both or neither")
+    from ..data import load_images
+    from ..pseudolabel import read_pseudo_labels
+    unl = load_images(cfg["pseudo_data"], resize=cfg["resize"], cache_dir=cfg["cache_dir"])
+    pos, lab = read_pseudo_labels(cfg["pseudo_labels"], unl.names)
+    scored = np.isin(unl.hashes[pos], hashes[parts != TRAIN])
+    if scored.any():
+        log.info("pseudo-labels: %d images dropped, identical to validation/held-out images", int(scored.sum()))
+        pos, lab = pos[~scored], lab[~scored]
+    log.info("pseudo-labels: %d images from %s (%d class 0, %d class 1)", len(lab), cfg["pseudo_data"],
+             int((lab == 0).sum()), int(lab.sum()))
+    return np.ascontiguousarray(unl.images[pos]), lab
 
 
 def _calibrate_and_save(cfg, out: Path, images, y, parts, oof, members, names) -> dict:
