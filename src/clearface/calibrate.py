@@ -25,7 +25,8 @@ from .errors import ClearfaceError
 from .inference import build_scorer, halve_weights, load_model_file, save_model_file, score_array
 
 
-def _split_of(run_dir: Path, names: list[str]) -> np.ndarray:
+def run_split(run_dir: Path, names: list[str]) -> np.ndarray:
+    """The part names of a training run's ``split.csv``, checked image by image against ``names``."""
     path = run_dir / "split.csv"
     if not path.exists():
         raise ClearfaceError(f"{path}: missing (--run must be the training run folder of the model)")
@@ -55,7 +56,7 @@ def recalibrate(model, run_dir, data, labels, out, tta: str | None = None, metho
     method = method or blob.get("threshold_method", "min_hter")
     run_dir = Path(run_dir)
     imageset, y = load_labelled(data, labels, cache_dir=cache_dir, resize=resize)
-    parts = _split_of(run_dir, imageset.names)
+    parts = run_split(run_dir, imageset.names)
     scorer = build_scorer(blob)
     val = np.flatnonzero(parts == VAL)
     sv = score_array(scorer, imageset.images[val], batch_size)

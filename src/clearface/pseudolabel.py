@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import _split_of
+from .calibrate import run_split
 from .data.ingest import write_text_atomic
 from .data.split import VAL
 from .errors import ClearfaceError
@@ -72,7 +72,7 @@ def pseudo_label(model, run_dir, data, labels, unlabelled, out, precision0: floa
     blob = load_model_file(model)
     scorer = build_scorer(blob)
     imageset, y = load_labelled(data, labels, cache_dir=cache_dir, resize=resize)
-    parts = _split_of(Path(run_dir), imageset.names)
+    parts = run_split(Path(run_dir), imageset.names)
     val = np.flatnonzero(parts == VAL)
     sv = score_array(scorer, imageset.images[val], batch_size)
     below, above = confident_cuts(sv, y[val], precision0, precision1)
