@@ -55,8 +55,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from clearface.data import list_images, load_images
-    from clearface.inference import resolve_model_path
-    from clearface.predict import load_engine
+    from clearface.engines import load_engine
+    from clearface.modelfile import resolve_model_path
 
     model = args.model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.exists() else None)
     model_path = resolve_model_path(model)
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
 
         score_only = {}
         for engine in sorted({e for _, e in runs}):
-            fn, _ = load_engine(model, engine=engine, cache_dir=cache)
+            fn = load_engine(model, engine=engine, cache_dir=cache).score
             fn(imgs.images[:64], batch_size=64)  # warm-up
             t0 = time.perf_counter()
             fn(imgs.images, batch_size=args.batch_size)

@@ -33,7 +33,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from clearface.config import resolve
+    from clearface.settings import resolve
     from clearface.data import load_labelled
     from clearface.data.datamodule import FaceDataModule
     from clearface.train.module import HTERModule

@@ -51,9 +51,11 @@ def main():
     import numpy as np
     import torch
 
-    from clearface.config import resolve
+    from clearface.settings import resolve
     from clearface.data import load_images
-    from clearface.inference import build_scorer, load_model_file, score_array
+    from clearface.engines import TorchEngine
+    from clearface.modelfile import load_model_file
+    from clearface.rundir import RunDir
     from clearface.train.run import train
 
     out = Path(args.out)
@@ -78,20 +80,22 @@ def main():
             with open(results, "a") as f:
                 f.write(json.dumps(row) + "\n")
             continue
-        import csv
-        rows = list(csv.DictReader(open(run_dir / "summary.csv"))) if (run_dir / "summary.csv").exists() else []
-        blob = load_model_file(run_dir / "model.pt")
-        scorer = build_scorer(blob)
+        run = RunDir(run_dir)
+        summary = run.read_summary() if run.summary_path.exists() else {}
+        epochs_done = len(summary.get("epoch", []))
+        blob = load_model_file(run.model_path)
+        engine = TorchEngine(blob)
+        scorer = engine.scorer
         torch.set_num_threads(1)
         imgs = load_images(DATA / "train_img.zip", cache_dir=args.cache_dir, limit=1024).images
-        score_array(scorer, imgs[:64])
+        engine.score(imgs[:64])
         t = time.perf_counter()
-        score_array(scorer, imgs, batch_size=256)
+        engine.score(imgs, batch_size=256)
         infer = len(imgs) / (time.perf_counter() - t)
         params = sum(p.numel() for p in scorer.members[0].parameters())
         trainable = sum(p.numel() for p in scorer.members[0].parameters() if p.requires_grad)
-        row = {"model": name, "imbalance": imbalance, "params": params, "epochs_done": len(rows),
-               "train_images_per_s": float(np.mean([float(r["train_images_per_s"]) for r in rows])) if rows else None,
+        row = {"model": name, "imbalance": imbalance, "params": params, "epochs_done": epochs_done,
+               "train_images_per_s": float(np.mean(summary["train_images_per_s"])) if epochs_done else None,
                "infer_images_per_s_1core": infer, "holdout_hter": m["test"]["hter"], "holdout_ci95": m["test"]["hter_ci95"],
                "holdout_far": m["test"]["far"], "holdout_frr": m["test"]["frr"], "holdout_auc": m["test"]["auc"],
                "val_hter": m["val"]["hter"], "minutes_total": (time.perf_counter() - t0) / 60}

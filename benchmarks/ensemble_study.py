@@ -5,23 +5,14 @@
 For each composition: validation AUC and HTER (τ = min-HTER on validation, as `clearface ensemble`
 chooses it), then the held-out HTER at that τ with its bootstrap interval, and the held-out AUC.
 Sorted by validation AUC, the rule used to pick the shipped ensemble without looking at held-out
-data. Nothing is re-scored: the runs' ``val_scores.csv``/``test_scores.csv`` are averaged.
+data. Nothing is re-scored: the runs' saved validation/held-out scores are averaged, each run
+weighted by its number of members exactly as ``clearface ensemble`` weighs them.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
-from pathlib import Path
-
-import numpy as np
-
-
-def _load(path: Path):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["name"] for r in rows], np.array([int(r["label"]) for r in rows]), np.array([float(r["score"]) for r in rows])
 
 
 def main():
@@ -31,24 +22,24 @@ def main():
     ap.add_argument("--max", type=int, default=None, help="largest composition size (the package holds <= 25 MB)")
     args = ap.parse_args()
 
-    from clearface import metrics
+    from clearface.calibration import choose_and_score
+    from clearface.ensemble import mean_score, member_weights, shared_scores
+    from clearface.modelfile import load_model_file
+    from clearface.rundir import RunDir
 
-    runs = [Path(r) for r in args.runs]
-    val = {r: _load(r / "val_scores.csv") for r in runs}
-    test = {r: _load(r / "test_scores.csv") for r in runs}
-    for r in runs[1:]:
-        if val[r][0] != val[runs[0]][0] or test[r][0] != test[runs[0]][0]:
-            raise SystemExit(f"{r}: different validation/held-out images than {runs[0]} (train with the same split_seed)")
-    yv, yt = val[runs[0]][1], test[runs[0]][1]
+    runs = [RunDir(r) for r in args.runs]
+    _, yv, val = shared_scores(runs, "val")
+    _, yt, test = shared_scores(runs, "test")
+    val, test = dict(zip(runs, val)), dict(zip(runs, test))
+    members = {r: load_model_file(r.model_path) for r in runs}
     rows = []
     for k in range(args.min, min(args.max or len(runs), len(runs)) + 1):
         for combo in itertools.combinations(runs, k):
-            sv = np.mean([val[r][2] for r in combo], 0)
-            st = np.mean([test[r][2] for r in combo], 0)
-            tau = metrics.min_hter_threshold(sv, yv)
-            lo, hi = metrics.bootstrap_hter(st, yt, tau)
-            rows.append((" + ".join(r.name for r in combo), metrics.roc_auc(sv, yv), metrics.hter(sv, yv, tau),
-                         metrics.hter(st, yt, tau), lo, hi, metrics.roc_auc(st, yt)))
+            w = member_weights([members[r] for r in combo])  # as `clearface ensemble` weighs them
+            sv, st = mean_score([val[r] for r in combo], w), mean_score([test[r] for r in combo], w)
+            res = choose_and_score(sv, yv, "min_hter", "validation split", st, yt)
+            v, t = res["val"], res["test"]
+            rows.append((" + ".join(r.name for r in combo), v["auc"], v["hter"], t["hter"], *t["hter_ci95"], t["auc"]))
     rows.sort(key=lambda r: -r[1])
     print(f"{len(yv)} validation images choose τ; {len(yt)} held-out images score it\n")
     print("| members | val AUC | val HTER | held-out HTER (95 % CI) | held-out AUC |\n|---|---|---|---|---|")

@@ -11,7 +11,6 @@ Prints a markdown table with bootstrap 95 % intervals.
 from __future__ import annotations
 
 import argparse
-import csv
 import copy
 from pathlib import Path
 
@@ -30,24 +29,25 @@ def main():
     args = ap.parse_args()
 
     from clearface import metrics
+    from clearface.calibration import fit_threshold
     from clearface.data import load_labelled
-    from clearface.inference import build_scorer, load_model_file, score_array
+    from clearface.engines import TorchEngine
+    from clearface.modelfile import load_model_file
+    from clearface.rundir import RunDir
 
-    run = Path(args.run)
-    blob = load_model_file(args.model or run / "model.pt")
+    run = RunDir(args.run)
+    blob = load_model_file(args.model or run.model_path)
     s, y = load_labelled(args.data, args.labels)
-    with open(run / "split.csv", newline="") as f:
-        parts = np.array([r["part"] for r in csv.DictReader(f)])
+    parts = run.read_split(s.names)
     val, test = np.flatnonzero(parts == "val"), np.flatnonzero(parts == "test")
     rows = []
     for tta in ("none", "flip"):
         b = copy.copy(blob)
         b["tta"] = tta
-        scorer = build_scorer(b)
-        sv = score_array(scorer, s.images[val])
-        st = score_array(scorer, s.images[test])
-        rules = [("min-HTER", metrics.min_hter_threshold(sv, y[val])),
-                 ("EER", metrics.eer_threshold(sv, y[val])[0]), ("0.5 (naive)", 0.5)]
+        engine = TorchEngine(b)
+        sv, st = engine.score(s.images[val]), engine.score(s.images[test])
+        rules = [("min-HTER", fit_threshold(sv, y[val], "min_hter")),
+                 ("EER", fit_threshold(sv, y[val], "eer")), ("0.5 (naive)", 0.5)]
         for rule, tau in rules:
             m = metrics.summarize(st, y[test], tau)
             lo, hi = metrics.bootstrap_hter(st, y[test], tau)

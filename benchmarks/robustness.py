@@ -11,7 +11,6 @@ Uses the run's held-out (``test``) part of the 80k from its ``split.csv``. Print
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 from pathlib import Path
 
@@ -89,14 +88,14 @@ def main():
 
     from clearface import metrics
     from clearface.data import load_labelled
-    from clearface.predict import load_engine
+    from clearface.engines import load_engine
+    from clearface.rundir import RunDir
 
     s, y = load_labelled(args.data, args.labels)
-    with open(Path(args.run) / "split.csv", newline="") as f:
-        test = np.array([r["part"] == "test" for r in csv.DictReader(f)])
-    idx = np.flatnonzero(test)[: args.limit]
+    idx = RunDir(args.run).split_indices("test", s.names)[: args.limit]
     images, labels = np.ascontiguousarray(s.images[idx]), y[idx]
-    score, info = load_engine(args.model)
+    engine = load_engine(args.model)
+    score, info = engine.score, engine.info
     tau = info["threshold"]
     print(f"model {args.model}; tau {tau:.4f} ({info.get('threshold_source')}); {len(idx)} held-out images\n")
     print("| perturbation | FAR | FRR | HTER | AUC |\n|---|---|---|---|---|")

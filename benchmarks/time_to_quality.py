@@ -11,7 +11,6 @@ epochs take on an otherwise idle 2-core machine.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +21,19 @@ def main():
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--png", default=None)
     args = ap.parse_args()
+    from clearface.rundir import RunDir
     series = []
     for run in args.runs:
-        rows = list(csv.DictReader(open(Path(run) / "summary.csv")))
-        sec = np.array([float(r["train_seconds"]) + float(r["val_seconds"]) for r in rows])
-        idle = np.cumsum(np.full(len(rows), np.median(sec))) / 60
+        summary = RunDir(run).read_summary()
+        sec = summary["train_seconds"] + summary["val_seconds"]
+        idle = np.cumsum(np.full(len(sec), np.median(sec))) / 60
         wall = np.cumsum(sec) / 60
-        h = np.array([float(r["holdout_hter"]) if r.get("holdout_hter") else np.nan for r in rows])
+        h = summary.get("holdout_hter", np.full(len(sec), np.nan))
         series.append((run, idle, wall, h))
         print(f"\n{run}: median epoch {np.median(sec) / 60:.2f} min (train + validation)\n")
         print("| epoch | idle-CPU minutes | measured minutes | held-out HTER | val HTER |\n|---|---|---|---|---|")
-        for r, a, b, x in zip(rows, idle, wall, h):
-            print(f"| {r['epoch']} | {a:.1f} | {b:.1f} | {x:.4f} | {float(r['val_hter']):.4f} |")
+        for ep, a, b, x, v in zip(summary["epoch"], idle, wall, h, summary["val_hter"]):
+            print(f"| {int(ep)} | {a:.1f} | {b:.1f} | {x:.4f} | {v:.4f} |")
     if args.png:
         import matplotlib
         matplotlib.use("Agg")

@@ -10,7 +10,6 @@ look at: many of them turn out to be label errors.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +29,13 @@ def main():
 
     from clearface.audit import contact_sheet
     from clearface.data import load_labelled
-    from clearface.predict import load_engine
+    from clearface.engines import load_engine
+    from clearface.rundir import RunDir
 
     s, y = load_labelled(args.data, args.labels)
-    with open(Path(args.run) / "split.csv", newline="") as f:
-        idx = np.flatnonzero([r["part"] == "test" for r in csv.DictReader(f)])
-    score, info = load_engine(args.model)
+    idx = RunDir(args.run).split_indices("test", s.names)
+    engine = load_engine(args.model)
+    score, info = engine.score, engine.info
     sc = score(np.ascontiguousarray(s.images[idx]))
     tau, yt = info["threshold"], y[idx]
     fr = np.flatnonzero((yt == 1) & (sc < tau))

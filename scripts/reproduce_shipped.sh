@@ -17,7 +17,7 @@ train() {  # name, then recipe overrides; a finished run is kept (rerun the scri
   local name=$1; shift
   if [ ! -f "$OUT/$name/model.pt" ]; then
     local resume=(); [ -f "$OUT/$name/checkpoints/last.ckpt" ] && resume=(--resume)
-    "$CF" train "${L[@]}" --out "$OUT/$name" --progress_bar false "${resume[@]}" "$@"
+    "$CF" train "${L[@]}" --out "$OUT/$name" --progress-bar false "${resume[@]}" "$@"
   fi
 }
 
@@ -25,25 +25,22 @@ train() {  # name, then recipe overrides; a finished run is kept (rerun the scri
 train default_s0 --config configs/default.yaml
 train mobilenet_s0 --config configs/mobilenet_v2.yaml
 train mobilenet96_s0 --config configs/mobilenet_v2_96.yaml
-train mobilenet96_s2 --config configs/mobilenet_v2_96.yaml --epochs 5 --seed 2 --track_holdout false
+train mobilenet96_s2 --config configs/mobilenet_v2_96.yaml --epochs 5 --seed 2 --track-holdout false
 
 # 2. Teacher: their mean score (the ensemble shipped before the students existed), float16 as
 #    packaged; confident calls on val_img.zip with cuts chosen on validation
 "$CF" ensemble --runs "$OUT"/default_s0 "$OUT"/mobilenet_s0 "$OUT"/mobilenet96_s0 "$OUT"/mobilenet96_s2 \
-    --out "$OUT/teacher_f32.pt"
-"$CF" calibrate --model "$OUT/teacher_f32.pt" --run "$OUT/mobilenet96_s0" "${L[@]}" --half --out "$OUT/teacher.pt"
+    "${L[@]}" --half --out "$OUT/teacher.pt"
 "$CF" pseudolabel --model "$OUT/teacher.pt" --run "$OUT/mobilenet96_s0" "${L[@]}" \
     --unlabelled "$DATA/val_img.zip" --precision0 0.95 --precision1 0.98 --out "$OUT/pseudo_val_img.csv"
 
 # 3. Student: the 96 px recipe plus the pseudo-labelled images (~31 min)
-P=(--epochs 5 --track_holdout false --pseudo_data "$DATA/val_img.zip" --pseudo_labels "$OUT/pseudo_val_img.csv")
+P=(--epochs 5 --track-holdout false --pseudo-data "$DATA/val_img.zip" --pseudo-labels "$OUT/pseudo_val_img.csv")
 train mobilenet96_pseudo_s3 --config configs/mobilenet_v2_96.yaml --seed 3 "${P[@]}"
 
 # 4. Package: τ re-chosen on validation for exactly the stored (float16, TTA as shipped) weights
 "$CF" calibrate --model "$OUT/mobilenet96_pseudo_s3" --run "$OUT/mobilenet96_pseudo_s3" "${L[@]}" \
     --tta none --half --out "$OUT/clearface_default.pt"
 "$CF" ensemble --runs "$OUT"/default_s0 "$OUT"/mobilenet_s0 "$OUT"/mobilenet96_s0 "$OUT"/mobilenet96_pseudo_s3 \
-    --out "$OUT/ensemble_f32.pt"
-"$CF" calibrate --model "$OUT/ensemble_f32.pt" --run "$OUT/mobilenet96_s0" "${L[@]}" \
-    --half --out "$OUT/clearface_ensemble.pt"
+    "${L[@]}" --half --out "$OUT/clearface_ensemble.pt"
 echo "done: $OUT/clearface_default.pt and $OUT/clearface_ensemble.pt (metrics in the .json beside each)"

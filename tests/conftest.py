@@ -57,13 +57,14 @@ def real_small(tmp_path_factory):
 def small_run(real_small, tmp_path):
     """``real_small`` with a saved split (30 % val, 80 held out) in ``tmp_path/run``, as a training run leaves it."""
     from clearface.data import load_labelled
-    from clearface.data.split import make_split, save_split
+    from clearface.data.split import make_split
+    from clearface.rundir import RunDir
     zpath, lpath, _ = real_small
     s, y = load_labelled(zpath, lpath)
     parts = make_split(y, s.hashes, val_fraction=0.3, holdout=80, seed=0)
     run = tmp_path / "run"
     run.mkdir()
-    save_split(run / "split.csv", s.names, y, parts)
+    RunDir(run).write_split(s.names, y, parts)
     return zpath, lpath, run, s, y, parts
 
 
@@ -83,8 +84,8 @@ def tiny_model_file(tmp_path_factory):
     """A model file of the tiny registry model with random weights (tau 0.5, TTA flip)."""
     import torch
 
-    from clearface.config import resolve
-    from clearface.inference import make_model_file, save_model_file
+    from clearface.settings import resolve
+    from clearface.modelfile import make_model_file, save_model_file
     from clearface.models import IMAGENET_MEAN, IMAGENET_STD, get_model
 
     torch.manual_seed(0)

@@ -1,9 +1,9 @@
-"""Re-choose tau for a model file after its inference settings change.
+"""``clearface calibrate``: choose tau again for a model file after its inference settings change.
 
 τ belongs to one exact scoring function. Dropping the test-time flip (for speed), switching the
-threshold rule, or merging members changes the scores, so the stored τ no longer fits: it must
-be chosen again on the validation images of the run that trained the model, never on the
-held-out part, which is only scored.
+threshold rule, storing float16 weights or merging members changes the scores, so the stored τ
+no longer fits: it must be chosen again on the validation images of the run that trained the
+model, never on the held-out part, which is only scored.
 
     clearface calibrate --model runs/x/model.pt --run runs/x --data ZIP --labels TXT \
         --tta none --out x_notta.pt
@@ -12,67 +12,58 @@ held-out part, which is only scored.
 from __future__ import annotations
 
 import copy
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
-from . import metrics
-from .data.ingest import write_text_atomic
-from .data.split import TEST, VAL
-from .errors import ClearfaceError
-from .inference import build_scorer, halve_weights, load_model_file, save_model_file, score_array
+from .calibration import choose_and_score
+from .engines import TorchEngine
+from .modelfile import halve_weights, load_model_file, save_model_file
+from .outputs import write_text_atomic
+from .rundir import TEST, VAL, RunDir
 
 
-def run_split(run_dir: Path, names: list[str]) -> np.ndarray:
-    """The part names of a training run's ``split.csv``, checked image by image against ``names``."""
-    path = run_dir / "split.csv"
-    if not path.exists():
-        raise ClearfaceError(f"{path}: missing (--run must be the training run folder of the model)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if len(rows) != len(names):
-        raise ClearfaceError(f"{path}: {len(rows)} rows but --data has {len(names)} images; give the data the run trained on")
-    for i, (row, name) in enumerate(zip(rows, names)):
-        if row["name"] != name:
-            raise ClearfaceError(f"{path}: line {i + 2} names {row['name']!r} but image {i + 1} of --data is {name!r}")
-    parts = np.array([r["part"] for r in rows])
-    if not (parts == VAL).any():
-        raise ClearfaceError(f"{path}: no 'val' part (a k-fold run calibrates on out-of-fold scores; retrain instead)")
-    return parts
-
-
-def recalibrate(model, run_dir, data, labels, out, tta: str | None = None, method: str | None = None,
-                half: bool = False, cache_dir=None, batch_size: int = 512, resize: bool = False) -> dict:
-    """Score the run's validation part with the (changed) model, choose τ there, score the held-out part."""
+def rechoose_on_run(blob: dict, run_dir, data, labels, rule: str, cache_dir=None, batch_size: int = 512,
+                    resize: bool = False, what: str = "") -> dict:
+    """Score the run's validation and held-out parts with ``blob`` exactly as it will be stored,
+    choose tau by ``rule`` on the validation part and score the held-out part at it."""
     from .data import load_labelled
 
+    run = RunDir(run_dir)
+    imageset, y = load_labelled(data, labels, cache_dir=cache_dir, resize=resize)
+    parts = run.validation_split(imageset.names)
+    engine = TorchEngine(blob)
+    val, test = np.flatnonzero(parts == VAL), np.flatnonzero(parts == TEST)
+    source = f"validation split of {run.name} ({len(val)} images){what}, tta {blob['tta']}"
+    return choose_and_score(engine.score(imageset.images[val], batch_size), y[val], rule, source,
+                            engine.score(imageset.images[test], batch_size) if test.size else None, y[test])
+
+
+def save_with_result(blob: dict, result: dict, out) -> dict:
+    """Store the chosen tau (and the figures behind it) in the model file ``out``, and ``result``
+    beside it as ``.json``."""
+    blob = dict(blob, threshold=float(result["threshold"]), threshold_method=result["threshold_method"],
+                threshold_source=result["threshold_source"],
+                metrics={k: result[k] for k in ("val", "test") if k in result})
+    # the recorded recipe follows what the file now does
+    blob["config"] = dict(blob.get("config") or {}, tta=blob["tta"], threshold_method=result["threshold_method"])
+    if blob.get("weights_dtype"):
+        result["weights_dtype"] = blob["weights_dtype"]
+    save_model_file(blob, out)
+    write_text_atomic(Path(out).with_suffix(".json"), json.dumps(result, indent=2))
+    return result
+
+
+def calibrate(model, run_dir, data, labels, out, tta: str | None = None, rule: str | None = None,
+              half: bool = False, cache_dir=None, batch_size: int = 512, resize: bool = False) -> dict:
+    """Re-choose tau of ``model`` (changed by ``tta``/``half``) on the validation part of ``run_dir``."""
     blob = copy.copy(load_model_file(model))
     if tta is not None:
         blob["tta"] = tta
     if half:  # before scoring: tau and the metrics must belong to the weights that are stored
         blob = halve_weights(blob)
-    method = method or blob.get("threshold_method", "min_hter")
-    run_dir = Path(run_dir)
-    imageset, y = load_labelled(data, labels, cache_dir=cache_dir, resize=resize)
-    parts = run_split(run_dir, imageset.names)
-    scorer = build_scorer(blob)
-    val = np.flatnonzero(parts == VAL)
-    sv = score_array(scorer, imageset.images[val], batch_size)
-    tau = metrics.choose_threshold(sv, y[val], method)
-    source = f"validation split of {run_dir.name} ({len(val)} images), tta {blob['tta']}"
-    result = {"threshold": tau, "threshold_method": method, "threshold_source": source, "tta": blob["tta"],
-              "val": metrics.summarize(sv, y[val], tau).as_dict()}
-    test = np.flatnonzero(parts == TEST)
-    if test.size:
-        st = score_array(scorer, imageset.images[test], batch_size)
-        result["test"] = metrics.summarize_with_ci(st, y[test], tau)
-        result["test_protocol"] = f"tau chosen on the {source}; scored on the {test.size}-image held-out part"
-    blob.update(threshold=float(tau), threshold_method=method, threshold_source=source,
-                metrics={k: result[k] for k in ("val", "test") if k in result})
-    if half:
-        result["weights_dtype"] = "float16"
-    save_model_file(blob, out)
-    write_text_atomic(Path(out).with_suffix(".json"), json.dumps(result, indent=2))
-    return result
+    rule = rule or blob.get("threshold_method", "min_hter")
+    result = rechoose_on_run(blob, run_dir, data, labels, rule, cache_dir, batch_size, resize)
+    result["tta"] = blob["tta"]
+    return save_with_result(blob, result, out)

@@ -1,23 +1,83 @@
-"""The ``clearface`` command. Thin: parse arguments, call the library, print.
+"""The ``clearface`` command: parse arguments, check every path and number, call the library, print.
+
+Conventions, the same for every command:
+- bad input is one line ``clearface: error: ...`` naming the option, file, line or value; exit code 2;
+- outputs are checked (:mod:`clearface.outputs`) before any work starts, so a refused command writes nothing;
+- human progress and summaries go to stderr; ``--json`` puts the machine-readable result on stdout;
+- options are spelled with dashes (``--cache-dir``); the old underscore spellings still work.
 
 Heavy imports (torch, Lightning) happen inside the sub-commands so ``clearface --help`` is instant.
+The sub-commands themselves live in :mod:`clearface.commands`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
+import math
 import sys
 
 from .errors import ClearfaceError
 
 
+class UsageError(ClearfaceError):
+    """A command line argparse refused; shown as one line like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message over several lines; we keep one line
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# ---------------------------------------------------------------------------- value types
+
+def _number(text: str, whole: bool):
+    try:
+        v = int(text) if whole else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if whole else 'a number'}") from None
+    if not whole and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not finite")
+    return v
+
+
+def _ranged(whole: bool, lo=None, hi=None, lo_open=False, what=""):
+    def parse(text: str):
+        v = _number(text, whole)
+        if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{text} is out of range {what}")
+        return v
+    parse.__name__ = what
+    return parse
+
+
+THRESHOLD = _ranged(False, 0, 1, what="[0, 1]")
+BATCH = _ranged(True, 1, 65536, what="1..65536")
+PORT = _ranged(True, 1, 65535, what="1..65535")
+COUNT = _ranged(True, 1, 10 ** 9, what=">= 1")
+FOLDS = _ranged(True, 2, 100, what="2..100")
+SHARE = _ranged(False, 0, 1, lo_open=True, what="(0, 1]")
+
+
+def _opt(p, name: str, **kw):
+    """``--batch-size`` plus its old spelling ``--batch_size``."""
+    names = [name] + (["--" + name[2:].replace("-", "_")] if "-" in name[2:] else [])
+    return p.add_argument(*names, **kw)
+
+
+# ---------------------------------------------------------------------------- shared options
+
 def _add_data(p, labels: bool):
     p.add_argument("--data", required=True, help="zip or folder of numerically named images")
     if labels:
         p.add_argument("--labels", required=True, help="text file, one 0/1 per line, line i = image i")
-    p.add_argument("--resize", action="store_true", help="convert any size/mode to 64x64 RGB instead of failing")
-    p.add_argument("--cache-dir", default=None, help="where decoded uint8 caches live (default: user cache dir)")
+    p.add_argument("--preprocess", choices=("crop", "resize", "detect"), default=None,
+                   help="how files become 64x64 face images (default: the model file's step): crop (already "
+                   "64x64 RGB crops), resize (squash whole), detect (photos: find faces, cut them as the "
+                   "training crops are framed; the largest face decides, no face -> 0)")
+    p.add_argument("--resize", action="store_true", help="convert any size/mode to 64x64 RGB instead of failing "
+                   "(deprecated spelling of --preprocess resize)")
+    _opt(p, "--cache-dir", default=None, help="where decoded uint8 caches live (default: user cache dir)")
 
 
 def _add_engine(p):
@@ -26,31 +86,89 @@ def _add_engine(p):
                    "the export fails; torch: PyTorch; onnx: onnxruntime, failing if the export fails")
 
 
+def _add_json(p):
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def _add_model(p, required=False, what="model file (.pt or .onnx) or run folder; default: the packaged model"):
+    p.add_argument("--model", required=required, default=None, help=what)
+
+
+def _add_threshold(p):
+    p.add_argument("--threshold", type=THRESHOLD, default=None, help="use this tau (0..1) instead of the stored one")
+
+
+def _rule(text: str) -> str:
+    from .calibration import check_rule
+    try:
+        return check_rule(text)
+    except ClearfaceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_rule(p, default_help="as stored"):
+    """``--threshold-rule`` (old spelling ``--method``) wherever a command chooses tau."""
+    from_help = "min_hter, eer, far_at:<x> (FAR <= x), frr_at:<x> (FRR <= x), ..."
+    p.add_argument("--threshold-rule", "--threshold_rule", "--method", dest="threshold_rule", type=_rule, default=None,
+                   metavar="RULE", help=f"rule choosing tau on validation scores: {from_help} (default: {default_help})")
+
+
+def _add_batch(p):
+    _opt(p, "--batch-size", type=BATCH, default=512, help="images per scoring batch (default 512)")
+
+
+def _add_settings(p):
+    """One option per training setting, with its default and meaning in ``--help`` (timm-style)."""
+    from .settings import AugmentSettings, Settings
+    g = p.add_argument_group("settings (defaults = configs/mobilenet_v2_96.yaml; any YAML value; "
+                             "--model-kwargs.KEY VALUE for model arguments)")
+    defaults = Settings()
+    taken = {"cache_dir", "preprocess"}  # already data options
+    for f in dataclasses.fields(Settings):
+        if f.name in taken or f.metadata["kind"] in ("dict", "augment"):
+            continue
+        meta = f.metadata
+        extra = f" [{', '.join(meta['choices'])}]" if meta["choices"] else ""
+        _opt(g, "--" + f.name.replace("_", "-"), dest=f"set__{f.name}", default=argparse.SUPPRESS,
+             metavar=f.metadata["kind"].upper(),
+             help=f"{meta['help']}{extra} (default: {getattr(defaults, f.name)})")
+    for f in dataclasses.fields(AugmentSettings):
+        g.add_argument(f"--augment.{f.name}", dest=f"set__augment.{f.name}", default=argparse.SUPPRESS,
+                       metavar=f.metadata["kind"].upper(),
+                       help=f"{f.metadata['help']} (default: {getattr(defaults.augment, f.name)})")
+
+
+# ---------------------------------------------------------------------------- the parser
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    ap = argparse.ArgumentParser(prog="clearface", description="Train, calibrate, evaluate and serve face "
-                                 "classifiers (1 = clean face, 0 = occluded) that minimise HTER = (FAR + FRR) / 2.")
+    ap = _Parser(prog="clearface", description="Train, calibrate, evaluate and serve face classifiers "
+                 "(1 = clean face, 0 = occluded) that minimise HTER = (FAR + FRR) / 2.")
     ap.add_argument("--version", action="version", version=f"clearface {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train, calibrate tau on validation data, save RUN_DIR/model.pt",
-                       description="Any recipe setting can be overridden as --key value (e.g. --epochs 5, "
-                       "--model-kwargs.width 24, --augment.erase 0.2). See configs/*.yaml.")
+                       allow_abbrev=False, description="Every setting below can also come from a YAML "
+                       "recipe (--config); later wins: defaults < recipe < options.")
     _add_data(p, labels=True)
     p.add_argument("--out", required=True, help="run folder (created)")
     p.add_argument("--config", default=None, help="YAML recipe, e.g. configs/default.yaml")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--weights", default=None, metavar="PATH",
-                   help="pretrained (e.g. ImageNet) weights file for models that take them (= --model_kwargs.weights)")
-    p.add_argument("--no-pretrained", action="store_true",
-                   help="train a pretrained-capable model from scratch (= --model_kwargs.pretrained false)")
+                   help="pretrained (e.g. ImageNet) weights file for models that take them (= --model-kwargs.weights)")
+    _opt(p, "--no-pretrained", action="store_true",
+         help="train a pretrained-capable model from scratch (= --model-kwargs.pretrained false)")
+    _add_json(p)
+    _add_settings(p)
+    p.add_argument("--threshold-rule", "--threshold_rule", dest="set__threshold_method", type=_rule,
+                   default=argparse.SUPPRESS, metavar="RULE", help="the same as --threshold-method")
 
     p = sub.add_parser("evaluate", help="FAR, FRR, HTER at the stored tau, EER, AUC on labelled images")
     _add_data(p, labels=True)
-    p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
-    p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--batch-size", type=int, default=512)
+    _add_model(p)
+    _add_threshold(p)
+    _add_json(p)
+    _add_batch(p)
     p.add_argument("--report", default=None, metavar="DIR", help="also write the HTML report (as `clearface report`) to DIR")
     _add_engine(p)
 
@@ -58,248 +176,136 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Writes DIR/index.html (opens offline), DIR/metrics.json, DIR/scores.csv, "
                        "DIR/figures/*.png and DIR/img/*.png.")
     _add_data(p, labels=True)
-    p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
+    _add_model(p)
     p.add_argument("--out", required=True, metavar="DIR", help="report folder (created; a previous report there is replaced)")
     p.add_argument("--run", default=None, metavar="RUN_DIR", help="training run folder: adds loss and val HTER curves from summary.csv")
-    p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
-    p.add_argument("--batch-size", type=int, default=512)
+    _add_threshold(p)
+    _add_batch(p)
     _add_engine(p)
+    _add_json(p)
 
     p = sub.add_parser("predict", help="label images: one 0/1 line per image, in numeric order")
     _add_data(p, labels=False)
-    p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
+    _add_model(p)
     p.add_argument("--out", required=True, help="label file to write (format of label_train.txt)")
     p.add_argument("--scores", default=None, help="also write a CSV of name, score, label")
     p.add_argument("--embeddings", default=None, help="also write the model's embeddings (.npy), e.g. facenet_seed's 128-d")
-    p.add_argument("--threshold", type=float, default=None, help="use this tau instead of the stored one")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--faces", default=None, help="with --preprocess detect: also write a CSV with one row per face "
+                   "(image, face, x0, y0, x1, y1, confidence, score, label; a photo without a face: one no_face row)")
+    _add_threshold(p)
+    _add_batch(p)
     _add_engine(p)
+    _add_json(p)
 
     p = sub.add_parser("export", help="export a model file to ONNX (tau, preprocessing, classes in its metadata)")
-    p.add_argument("--model", default=None, help="model file (.pt) or run folder; default: the packaged model")
+    _add_model(p, what="model file (.pt) or run folder; default: the packaged model")
     p.add_argument("--out", required=True, help="ONNX file to write (.onnx)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    p.add_argument("--opset", type=_ranged(True, 17, 99, what="17..99"), default=17,
+                   help="ONNX opset (17 up to what the installed onnx supports)")
+    p.add_argument("--int8", action="store_true", help="write the int8 model (static quantisation, QDQ, "
+                   "per-channel weights) calibrated on --calib-data; see docs/MODEL_CARD.md for when it holds quality")
+    _opt(p, "--calib-data", default=None, metavar="DATA", help="with --int8: zip or folder of images to calibrate "
+         "on, e.g. the model's validation images (never its held-out ones)")
+    _opt(p, "--calib-labels", default=None, metavar="LABELS", help="with --int8: 0/1 labels of --calib-data; "
+         "tau is then re-chosen on them for the int8 scores (else the float tau is kept)")
+    _opt(p, "--calib-images", type=COUNT, default=1000, help="with --int8: how many --calib-data images calibrate (default 1000)")
+    _add_json(p)
 
     p = sub.add_parser("serve", help="HTTP service: POST /predict, GET /health, and a web page at /")
-    p.add_argument("--model", default=None, help="model file (.pt or .onnx) or run folder; default: the packaged model")
+    _add_model(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
-                   help="uvicorn log level (info logs every request)")
+    p.add_argument("--port", type=PORT, default=8000, help="TCP port, 1..65535 (default 8000)")
+    _opt(p, "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+         help="uvicorn log level (info logs every request)")
     _add_engine(p)
 
-    p = sub.add_parser("audit", help="rank likely wrong labels from out-of-fold scores (confident learning)")
+    p = sub.add_parser("audit", help="rank likely wrong labels from out-of-fold scores (confident learning)",
+                       allow_abbrev=False)
     p.add_argument("--scores", default=None, help="k-fold run folder (its val_scores.csv) or a name,label,score "
                    "CSV; without it, a k-fold run is trained first (--config, --folds) to get out-of-fold scores")
-    p.add_argument("--config", default=None, help="recipe for the k-fold run (default: configs-like defaults)")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--run-dir", default=None, help="where the k-fold run goes (default: OUT without suffix + _oof)")
+    p.add_argument("--config", default=None, help="recipe for the k-fold run (default: the default recipe)")
+    p.add_argument("--folds", type=FOLDS, default=5, help="folds of the k-fold run (2..100, default 5)")
+    _opt(p, "--run-dir", default=None, help="where the k-fold run goes (default: OUT without suffix + _oof)")
     p.add_argument("--out", required=True, help="suspects CSV to write")
     p.add_argument("--data", default=None, help="the images, for the contact sheet")
     p.add_argument("--labels", default=None, help="label file, to check it matches the scores")
     p.add_argument("--sheet", default=None, help="contact-sheet PNG of the top suspects")
-    p.add_argument("--top", type=int, default=100)
-    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--top", type=COUNT, default=100, help="suspects on the contact sheet (default 100)")
+    _opt(p, "--cache-dir", default=None)
+    _add_json(p)
 
     p = sub.add_parser("ensemble", help="merge runs trained on the same split into one model file (tau re-chosen)")
-    p.add_argument("--runs", nargs="+", required=True, help="finished run folders (same --split_seed)")
+    p.add_argument("--runs", nargs="+", required=True, help="finished run folders (same --split-seed)")
     p.add_argument("--out", required=True, help="model file to write; metrics go beside it as .json")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; "
-                   "inference still runs in float32)")
+                   "inference still runs in float32); tau is then chosen on the float16 model's scores of "
+                   "the validation part, so --data and --labels are needed")
+    p.add_argument("--data", default=None, help="with --half: the images the runs trained on")
+    p.add_argument("--labels", default=None, help="with --half: their label file")
+    _opt(p, "--cache-dir", default=None, help="where decoded uint8 caches live (default: user cache dir)")
+    _add_rule(p, "the first run's")
+    _add_batch(p)
+    _add_json(p)
 
     p = sub.add_parser("calibrate", help="re-choose tau on a run's validation part after changing TTA or the rule",
                        description="Scores the validation part of RUN_DIR/split.csv with the model (as changed by "
-                       "--tta/--method), chooses tau there, scores the held-out part, and writes a new model file.")
+                       "--tta/--threshold-rule/--half), chooses tau there, scores the held-out part, and writes a new model file.")
     _add_data(p, labels=True)
-    p.add_argument("--model", required=True, help="model file (.pt) or run folder")
+    _add_model(p, required=True, what="model file (.pt) or run folder")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="the training run whose split.csv names the validation part")
     p.add_argument("--out", required=True, help="model file to write; metrics go beside it as .json")
     p.add_argument("--tta", choices=("none", "flip"), default=None, help="test-time augmentation (default: as stored)")
-    p.add_argument("--method", choices=("min_hter", "eer"), default=None, help="threshold rule (default: as stored)")
+    _add_rule(p)
     p.add_argument("--half", action="store_true", help="store the weights as float16")
-    p.add_argument("--batch-size", type=int, default=512)
+    _add_batch(p)
+    _add_json(p)
 
-    p = sub.add_parser("pseudolabel", help="confident teacher calls on unlabelled images, for train --pseudo_labels",
+    p = sub.add_parser("pseudolabel", help="confident teacher calls on unlabelled images, for train --pseudo-labels",
                        description="Chooses one score cut per class on the validation part of RUN_DIR so that the "
                        "teacher's calls there are at least --precision0/--precision1 correct, then labels the --unlabelled images "
                        "outside the cuts and writes them as name,score,label (plus a .json summary).")
     _add_data(p, labels=True)
-    p.add_argument("--model", required=True, help="teacher model file (.pt) or run folder")
+    _add_model(p, required=True, what="teacher model file (.pt) or run folder")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="the teacher's training run (its split.csv names the validation part)")
     p.add_argument("--unlabelled", required=True, help="zip or folder of images without labels, e.g. val_img.zip")
-    p.add_argument("--precision0", type=float, default=0.95, help="required share of correct class-0 calls on validation")
-    p.add_argument("--precision1", type=float, default=0.98, help="required share of correct class-1 calls on validation")
+    p.add_argument("--precision0", type=SHARE, default=0.95, help="required share (0, 1] of correct class-0 calls on validation")
+    p.add_argument("--precision1", type=SHARE, default=0.98, help="required share (0, 1] of correct class-1 calls on validation")
     p.add_argument("--out", required=True, help="CSV to write")
-    p.add_argument("--batch-size", type=int, default=512)
+    _add_batch(p)
+    _add_json(p)
 
-    sub.add_parser("models", help="list the model registry")
+    p = sub.add_parser("models", help="list the model registry")
+    _add_json(p)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    if extra and args.command not in ("train", "audit"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        if extra and args.command not in ("train", "audit"):
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `clearface {args.command} --help`)")
+        from .commands import COMMANDS
         return COMMANDS[args.command](args, extra) or 0
     except ClearfaceError as exc:
-        print(f"clearface: error: {exc}", file=sys.stderr)
+        print(f"clearface: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the environment (disk full, permission): still one line, naming the file
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"clearface: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("clearface: interrupted", file=sys.stderr)
         return 130
 
 
-def cmd_train(args, extra) -> int:
-    from . import config
-    overrides = config.parse_overrides(extra)
-    for key in ("resize", "cache_dir"):
-        if getattr(args, key):
-            overrides[key] = getattr(args, key)
-    if args.weights and args.no_pretrained:
-        raise ClearfaceError("--weights and --no-pretrained contradict each other: give one")
-    if args.weights:
-        overrides.setdefault("model_kwargs", {})["weights"] = args.weights
-    if args.no_pretrained:
-        overrides.setdefault("model_kwargs", {})["pretrained"] = False
-    if args.resume:
-        from pathlib import Path
-        saved = Path(args.out) / "config.yaml"
-        if not saved.exists():
-            raise ClearfaceError(f"{saved}: nothing to resume (no config.yaml in --out)")
-        cfg = config.resolve(str(saved), overrides)
-    else:
-        cfg = config.resolve(args.config, overrides)
-    from .train.run import train
-    result = train(args.data, args.labels, args.out, cfg, resume=args.resume)
-    if result:
-        print(json.dumps({k: result[k] for k in ("threshold", "threshold_source", "val", "test") if k in result}, indent=2))
-    return 0
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
-
-def cmd_evaluate(args, extra) -> int:
-    if args.report:  # the report scores the images and computes the same headline: score once
-        from .report import build_report
-        rep = build_report(args.model, args.data, args.labels, args.report, threshold=args.threshold, resize=args.resize,
-                           cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
-        result = dict(rep["headline"], engine=rep.get("model", {}).get("engine"))
-        print(f"wrote report {rep['out']}/index.html ({rep['seconds']['total']:.1f} s)", file=sys.stderr)
-    else:
-        from .predict import evaluate
-        result = evaluate(args.model, args.data, args.labels, threshold=args.threshold, resize=args.resize,
-                          cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"model      {result['model']}")
-        print(f"images     {result['n']} ({result['n_neg']} class 0, {result['n_pos']} class 1)")
-        print(f"threshold  {result['threshold']:.6f} ({result['threshold_origin']})")
-        print(f"FAR        {result['far']:.4f}")
-        print(f"FRR        {result['frr']:.4f}")
-        print(f"HTER       {result['hter']:.4f}  (95% CI {result['hter_ci95'][0]:.4f}-{result['hter_ci95'][1]:.4f})")
-        print(f"EER        {result['eer']:.4f}")
-        print(f"ROC AUC    {result['auc']:.4f}")
-    return 0
-
-
-def cmd_report(args, extra) -> int:
-    from .report import build_report
-    rep = build_report(args.model, args.data, args.labels, args.out, run=args.run, threshold=args.threshold,
-                       resize=args.resize, cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine)
-    h = rep["headline"]
-    print(f"wrote {rep['out']}/index.html: {h['n']} images, tau {h['threshold']:.6f}, HTER {h['hter']:.4f} "
-          f"(FAR {h['far']:.4f}, FRR {h['frr']:.4f}), EER {h['eer']:.4f}, AUC {h['auc']:.4f} "
-          f"in {rep['seconds']['total']:.1f} s", file=sys.stderr)
-    return 0
-
-
-def cmd_predict(args, extra) -> int:
-    from .predict import predict
-    info = predict(args.model, args.data, args.out, scores_path=args.scores, threshold=args.threshold,
-                   resize=args.resize, cache_dir=args.cache_dir, batch_size=args.batch_size, engine=args.engine,
-                   embeddings_path=args.embeddings)
-    print(f"wrote {info['n']} labels to {args.out} ({info['n_pos']} class 1, {info['n'] - info['n_pos']} class 0; "
-          f"tau {info['threshold']:.6f}; {info['images_per_s']:.0f} images/s)", file=sys.stderr)
-    return 0
-
-
-def cmd_export(args, extra) -> int:
-    from .export import export_onnx
-    if args.opset < 17:
-        raise ClearfaceError(f"--opset {args.opset}: need 17 or later")
-    meta = export_onnx(args.model, args.out, opset=args.opset)
-    print(f"wrote {meta['path']} ({', '.join(m['model'] for m in meta['members'])}; tau {meta['threshold']:.6f}; "
-          f"max |onnx - torch| {meta['max_abs_diff']:.2g})", file=sys.stderr)
-    return 0
-
-
-def cmd_serve(args, extra) -> int:
-    from .serve.app import run_server
-    run_server(args.model, host=args.host, port=args.port, engine=args.engine, log_level=args.log_level)
-    return 0
-
-
-def cmd_audit(args, extra) -> int:
-    from .audit import audit
-    scores = args.scores
-    if scores is None:
-        if not (args.data and args.labels):
-            raise ClearfaceError("audit needs --scores, or --data and --labels to train a k-fold run first")
-        from pathlib import Path
-
-        from . import config
-        from .train.run import train
-        run_dir = Path(args.run_dir) if args.run_dir else Path(args.out).with_suffix("").with_name(Path(args.out).stem + "_oof")
-        cfg = config.resolve(args.config, {"folds": args.folds, **config.parse_overrides(extra)})
-        train(args.data, args.labels, run_dir, cfg)
-        scores = run_dir
-    r = audit(scores, args.out, data=args.data, labels_path=args.labels, top=args.top, sheet=args.sheet,
-              cache_dir=args.cache_dir)
-    print(json.dumps(r, indent=2))
-    return 0
-
-
-def cmd_ensemble(args, extra) -> int:
-    from .ensemble import merge_runs
-    r = merge_runs(args.runs, args.out, half=args.half)
-    print(json.dumps({k: r[k] for k in ("threshold", "threshold_source", "val", "test") if k in r}, indent=2))
-    return 0
-
-
-def cmd_calibrate(args, extra) -> int:
-    from .calibrate import recalibrate
-    r = recalibrate(args.model, args.run, args.data, args.labels, args.out, tta=args.tta, method=args.method,
-                    half=args.half, cache_dir=args.cache_dir, batch_size=args.batch_size, resize=args.resize)
-    print(json.dumps({k: r[k] for k in ("threshold", "threshold_source", "val", "test") if k in r}, indent=2))
-    return 0
-
-
-def cmd_pseudolabel(args, extra) -> int:
-    from .pseudolabel import pseudo_label
-    r = pseudo_label(args.model, args.run, args.data, args.labels, args.unlabelled, args.out, precision0=args.precision0,
-                     precision1=args.precision1,
-                     cache_dir=args.cache_dir, batch_size=args.batch_size, resize=args.resize)
-    u = r["unlabelled"]
-    print(json.dumps(r["validation"], indent=2))
-    print(f"wrote {args.out}: {u['class0']} class 0 (score <= {r['below']:.4f}), {u['class1']} class 1 "
-          f"(score >= {r['above']:.4f}), {u['left_out']} of {u['images']} left out", file=sys.stderr)
-    return 0
-
-
-def cmd_models(args, extra) -> int:
-    from .models import get_model_entry, list_models
-    for name in list_models():
-        print(f"{name:18s} {get_model_entry(name).description}")
-    return 0
-
-
-COMMANDS = {"audit": cmd_audit, "pseudolabel": cmd_pseudolabel, "calibrate": cmd_calibrate, "ensemble": cmd_ensemble, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
-            "export": cmd_export, "serve": cmd_serve, "report": cmd_report}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,6 @@
-"""FAR, FRR, HTER, EER, threshold choice and ROC AUC in plain numpy (no torch import).
+"""FAR, FRR, HTER, EER, error curves and ROC AUC in plain numpy (no torch import).
+
+Threshold *rules* (which tau to store) live in :mod:`clearface.calibration`.
 
 Convention: class 1 ("clean face") is the positive, *accepted* class and a higher score means
 more likely class 1. An image is predicted 1 when ``score >= tau``:
@@ -73,7 +75,7 @@ def error_curves(scores, labels):
     return taus, far, frr
 
 
-def _between(taus: np.ndarray, i: int) -> float:
+def between_scores(taus: np.ndarray, i: int) -> float:
     """A threshold with the same error counts as ``taus[i]`` but away from any score.
 
     Midway between the score it admits and the next lower score, so that new data scored
@@ -93,7 +95,7 @@ def min_hter_threshold(scores, labels) -> float:
     taus, far, frr = error_curves(scores, labels)
     h = (far + frr) / 2
     best = np.flatnonzero(np.isclose(h, h.min(), rtol=0, atol=1e-12))
-    return _between(taus, int(best[len(best) // 2]))
+    return between_scores(taus, int(best[len(best) // 2]))
 
 
 def eer_threshold(scores, labels) -> tuple[float, float]:
@@ -103,7 +105,7 @@ def eer_threshold(scores, labels) -> tuple[float, float]:
     cand = np.flatnonzero(np.isclose(gap, gap.min(), rtol=0, atol=1e-12))
     h = (far[cand] + frr[cand]) / 2
     i = int(cand[np.argmin(h)])
-    return _between(taus, i), float((far[i] + frr[i]) / 2)
+    return between_scores(taus, i), float((far[i] + frr[i]) / 2)
 
 
 def roc_auc(scores, labels) -> float:
@@ -119,14 +121,6 @@ def roc_auc(scores, labels) -> float:
     n1 = int(y.sum())
     n0 = y.size - n1
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def choose_threshold(scores, labels, method: str = "min_hter") -> float:
-    if method == "min_hter":
-        return min_hter_threshold(scores, labels)
-    if method == "eer":
-        return eer_threshold(scores, labels)[0]
-    raise ClearfaceError(f"unknown threshold method {method!r}; use 'min_hter' or 'eer'")
 
 
 @dataclass

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import run_split
-from .data.ingest import write_text_atomic
-from .data.split import VAL
 from .errors import ClearfaceError
-from .inference import build_scorer, load_model_file, score_array
+from .engines import TorchEngine
+from .modelfile import load_model_file
+from .outputs import write_text_atomic
+from .rundir import VAL, RunDir
 
 
 def confident_cuts(scores: np.ndarray, labels: np.ndarray, precision0: float, precision1: float) -> tuple[float, float]:
@@ -65,21 +65,21 @@ def call(scores: np.ndarray, below: float, above: float) -> np.ndarray:
     return out
 
 
-def pseudo_label(model, run_dir, data, labels, unlabelled, out, precision0: float = 0.95, precision1: float = 0.98,
+def pseudolabel(model, run_dir, data, labels, unlabelled, out, precision0: float = 0.95, precision1: float = 0.98,
                  cache_dir=None, batch_size: int = 512, resize: bool = False) -> dict:
     from .data import load_images, load_labelled
 
     blob = load_model_file(model)
-    scorer = build_scorer(blob)
+    engine = TorchEngine(blob)
     imageset, y = load_labelled(data, labels, cache_dir=cache_dir, resize=resize)
-    parts = run_split(Path(run_dir), imageset.names)
+    parts = RunDir(run_dir).validation_split(imageset.names)
     val = np.flatnonzero(parts == VAL)
-    sv = score_array(scorer, imageset.images[val], batch_size)
+    sv = engine.score(imageset.images[val], batch_size)
     below, above = confident_cuts(sv, y[val], precision0, precision1)
     on_val = call(sv, below, above)
 
     unl = load_images(unlabelled, resize=resize, cache_dir=cache_dir)
-    su = score_array(scorer, unl.images, batch_size)
+    su = engine.score(unl.images, batch_size)
     calls = call(su, below, above)
     keep = np.flatnonzero(calls >= 0)
     rows = ["name,score,label"] + [f"{unl.names[i]},{su[i]:.6f},{calls[i]}" for i in keep]

@@ -88,7 +88,8 @@ def test_unknown_setting_is_rejected(bad_inputs, tmp_path):
 
 
 def test_weights_and_no_pretrained_flags(bad_inputs, tmp_path):
-    base = ("train", "--data", bad_inputs["zip"], "--labels", bad_inputs["labels"], "--out", tmp_path / "r")
+    base = ("train", "--data", bad_inputs["zip"], "--labels", bad_inputs["labels"], "--out", tmp_path / "r",
+            "--holdout", "0")
     # --weights reaches the model's loader: a missing file is named before any training
     res = run(*base, "--model", "mobilenet_v2", "--weights", tmp_path / "nothere.pth")
     assert_clean_error(res, "nothere.pth", "not found")
@@ -128,7 +129,7 @@ def test_predict_and_evaluate_with_model(real_small, tiny_model_file, tmp_path):
     # labels follow the stored tau (0.5) unless --threshold is given
     s = np.array([float(r.split(",")[1]) for r in rows[1:]])
     assert [int(v) for v in lines] == (s >= 0.5).astype(int).tolist()
-    res = run("predict", "--model", tiny_model_file, "--data", zpath, "--out", out, "--threshold", "1.01")
+    res = run("predict", "--model", tiny_model_file, "--data", zpath, "--out", out, "--threshold", "1")
     assert set(out.read_text().split()) == {"0"}
     res = run("evaluate", "--model", tiny_model_file, "--data", zpath, "--labels", lpath, "--json")
     assert res.returncode == 0, res.stderr
@@ -138,7 +139,7 @@ def test_predict_and_evaluate_with_model(real_small, tiny_model_file, tmp_path):
 
 
 def test_predict_without_model_and_without_packaged_one(bad_inputs, tmp_path, monkeypatch, capsys):
-    import clearface.inference as inf
+    import clearface.modelfile as inf
     from clearface.cli import main
     monkeypatch.setattr(inf, "packaged_model_path", lambda name="default": None)
     code = main(["predict", "--data", str(bad_inputs["zip"]), "--out", str(tmp_path / "x.txt")])
@@ -165,8 +166,8 @@ def test_unsafe_zip_entry(tmp_path, tiny_model_file):
 def test_predict_embeddings_with_facenet(real_small, tmp_path):
     import torch
 
-    from clearface.config import resolve
-    from clearface.inference import make_model_file, save_model_file
+    from clearface.settings import resolve
+    from clearface.modelfile import make_model_file, save_model_file
     from clearface.models import IMAGENET_MEAN, IMAGENET_STD, get_model
     net = get_model("facenet_seed")
     member = {"model": "facenet_seed", "model_kwargs": {}, "build_kwargs": {}, "state_dict": net.state_dict()}
@@ -190,7 +191,7 @@ def test_predict_embeddings_needs_embed(real_small, tiny_model_file, tmp_path):
 
 
 def test_packaged_model_is_the_default(real_small, tmp_path):
-    import clearface.inference as inf
+    import clearface.modelfile as inf
     packaged = inf.packaged_model_path()
     if packaged is None:
         pytest.skip("this build ships no model")
@@ -224,7 +225,7 @@ def test_pseudo_label_inputs_are_checked(real_small, tiny_model_file, tmp_path):
     assert_clean_error(res, "split.csv")
     assert not (tmp_path / "p.csv").exists()
     missing = tmp_path / "missing.csv"
-    res = run("train", "--data", zpath, "--labels", lpath, "--out", tmp_path / "run", "--limit_images", "100",
-              "--pseudo_data", zpath, "--pseudo_labels", missing, "--cache-dir", tmp_path / "cache")
+    res = run("train", "--data", zpath, "--labels", lpath, "--out", tmp_path / "run", "--limit-images", "100",
+              "--holdout", "0", "--pseudo_data", zpath, "--pseudo_labels", missing, "--cache-dir", tmp_path / "cache")
     assert_clean_error(res, str(missing), "pseudo-label")
     assert not (tmp_path / "run" / "model.pt").exists()

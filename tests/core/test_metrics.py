@@ -88,8 +88,6 @@ def test_bad_inputs():
         metrics.hter([0.1], [0, 1], 0.5)
     with pytest.raises(ClearfaceError, match="NaN"):
         metrics.hter([np.nan, 0.2], [0, 1], 0.5)
-    with pytest.raises(ClearfaceError, match="unknown threshold"):
-        metrics.choose_threshold([0.1, 0.2], [0, 1], "median")
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearface.config import resolve
+from clearface.settings import resolve
 from clearface.data import load_images
 from clearface.errors import ClearfaceError
-from clearface.pseudolabel import call, confident_cuts, pseudo_label, read_pseudo_labels
+from clearface.pseudolabel import call, confident_cuts, pseudolabel, read_pseudo_labels
 from clearface.train.run import _pseudo_labelled
 from conftest import real_slice, write_zip
 
@@ -80,7 +80,7 @@ def test_pseudolabel_end_to_end_and_training_use(small_run, tiny_model_file, tmp
     unl = write_zip(tmp_path / "unl.zip", blobs + [train_blobs[i] for i in test_pos], "val_img")
     out = tmp_path / "pseudo.csv"
     # a random tiny teacher: perfect-precision cuts can never overlap; the point is the mechanics
-    r = pseudo_label(tiny_model_file, run, zpath, lpath, unl, out, precision0=1.0, precision1=1.0)
+    r = pseudolabel(tiny_model_file, run, zpath, lpath, unl, out, precision0=1.0, precision1=1.0)
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["below"] == pytest.approx(r["below"]) and summary["unlabelled"]["images"] == 42
     rows = out.read_text().splitlines()

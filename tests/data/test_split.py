@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearface.data.split import fold_parts, load_split, make_split, save_split
+from clearface.data.split import fold_parts, make_split
 from clearface.errors import ClearfaceError
 
 
@@ -51,13 +51,6 @@ def test_kfold_covers_everything_once():
     val_count = sum((f == "val").astype(int) for f in folds)
     assert ((val_count == 1) | (parts == "test")).all()
     assert (val_count[parts == "test"] == 0).all()
-
-
-def test_roundtrip(tmp_path):
-    y, h = _data(50)
-    parts = make_split(y, h, 0.2)
-    save_split(tmp_path / "split.csv", [f"{i}.jpg" for i in range(50)], y, parts)
-    assert (load_split(tmp_path / "split.csv") == parts).all()
 
 
 def test_bad_fractions():

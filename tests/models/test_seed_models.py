@@ -14,11 +14,8 @@ import pytest
 import torch
 
 from clearface.errors import ClearfaceError
-from clearface.models import IMAGENET_MEAN, get_model, get_model_entry, list_models
+from clearface.models import IMAGENET_MEAN, get_model, get_model_entry
 from clearface.models import pretrained as P
-
-SEED_MODELS = ["resnet50_seed", "facenet_seed", "vit_b16_seed", "vit_small_64", "capsnet", "mobilenet_v2"]
-
 
 @pytest.fixture(autouse=True)
 def _few_threads():
@@ -50,11 +47,8 @@ def _trainable(model):
 # --------------------------------------------------------------------------- registry
 
 
-def test_registered_with_one_line_docstrings():
-    for name in SEED_MODELS:
-        assert name in list_models()
-        entry = get_model_entry(name)
-        assert entry.description and "\n" not in entry.description
+def test_normalisation_of_the_seed_models():
+    # one-line descriptions and forward shapes of every model: tests/models/test_registry.py
     assert get_model_entry("resnet50_seed").mean == IMAGENET_MEAN
     assert get_model_entry("mobilenet_v2").mean == IMAGENET_MEAN
     # timm's ViT-B/16 checkpoints are trained on inputs normalised with 0.5 / 0.5
@@ -71,18 +65,9 @@ def test_registry_import_does_not_import_timm_or_torchvision():
 # --------------------------------------------------------------------------- forward shapes
 
 
-@pytest.mark.parametrize(
-    "name, kwargs",
-    [
-        ("facenet_seed", {}),
-        ("capsnet", {}),
-        ("vit_small_64", {}),
-        ("mobilenet_v2", {"pretrained": False}),
-        ("mobilenet_v2", {"pretrained": False, "input_size": 80}),
-        ("resnet50_seed", {"pretrained": False, "input_size": 64}),
-    ],
-)
-def test_forward_gives_one_finite_logit_per_image(name, kwargs):
+@pytest.mark.parametrize("name, kwargs", [("mobilenet_v2", {"pretrained": False, "input_size": 80}),
+                                          ("resnet50_seed", {"pretrained": False, "input_size": 64})])
+def test_forward_at_other_input_sizes(name, kwargs):
     model = get_model(name, **kwargs)
     for mode in (True, False):
         model.train(mode)

@@ -1,4 +1,4 @@
-"""Open the report in headless Chromium, as a person would, and check the page actually draws."""
+"""Open the report in headless Chromium, as a person would: every image loads, and the page draws."""
 
 from __future__ import annotations
 
@@ -11,12 +11,51 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from headless_chromium import CHROMIUM, chromium, console_errors, images_state
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)"),
 ]
+
+
+@pytest.fixture(scope="module")
+def report_dir(real_small, tiny_model_file, tmp_path_factory):
+    from clearface.report import build_report
+    zip_path, labels_path, _ = real_small
+    out = tmp_path_factory.mktemp("browser_report") / "report"
+    build_report(tiny_model_file, zip_path, labels_path, out, engine="torch", n_boot=100)
+    return out
+
+
+def _loaded(driver, page: Path):
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.get(page.resolve().as_uri())
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    # Gallery thumbnails are loading="lazy": make them load now, as scrolling through the page would.
+    driver.execute_script("Array.from(document.images).forEach(function (i) { i.loading = 'eager'; });")
+    WebDriverWait(driver, 30).until(lambda d: all(complete for _, complete, _ in images_state(d)))
+    return images_state(driver)
+
+
+def test_every_report_image_loads(report_dir, tmp_path):
+    with chromium(tmp_path / "profile") as driver:
+        state = _loaded(driver, report_dir / "index.html")
+        srcs = [s for s, _, _ in state]
+        assert any(s.startswith("figures/") for s in srcs) and any(s.startswith("img/") for s in srcs), srcs
+        broken = [s for s, complete, width in state if not (complete and width > 0)]
+        assert not broken, broken
+        assert console_errors(driver) == []
+
+        # The same check on a copy with the figures deleted finds exactly those images broken:
+        # this test can fail.
+        damaged = tmp_path / "damaged"
+        shutil.copytree(report_dir, damaged)
+        shutil.rmtree(damaged / "figures")
+        state = _loaded(driver, damaged / "index.html")
+        broken = sorted({s for s, complete, width in state if not (complete and width > 0)})
+        assert broken and broken == sorted({s for s, _, _ in state if s.startswith("figures/")})
+        console_errors(driver)  # drain: the missing files were logged, as they should be
 
 
 def screenshot(page: Path, png: Path, width: int = 1280, height: int = 3000, timeout: float = 120) -> None:
@@ -33,15 +72,10 @@ def screenshot(page: Path, png: Path, width: int = 1280, height: int = 3000, tim
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_report_renders_in_chromium(real_small, tiny_model_file, tmp_path):
+def test_report_renders_in_chromium(report_dir, tmp_path):
     from PIL import Image
-
-    from clearface.report import build_report
-    zip_path, labels_path, _ = real_small
-    out = tmp_path / "report"
-    build_report(tiny_model_file, zip_path, labels_path, out, engine="torch", n_boot=100)
     png = tmp_path / "shot.png"
-    screenshot(out / "index.html", png)
+    screenshot(report_dir / "index.html", png)
     assert png.is_file() and png.stat().st_size > 10_000
     with Image.open(png) as im:
         assert im.size == (1280, 3000)

@@ -22,8 +22,8 @@ def trained_model_file(real_images, tmp_path_factory):
     """A cheaply *trained* 2-member ensemble (non-trivial BN statistics and weights), TTA none."""
     import torch
 
-    from clearface.config import resolve
-    from clearface.inference import make_model_file, save_model_file
+    from clearface.settings import resolve
+    from clearface.modelfile import make_model_file, save_model_file
     from clearface.models import IMAGENET_MEAN, IMAGENET_STD, get_model
 
     images, labels = real_images
@@ -54,16 +54,17 @@ def trained_model_file(real_images, tmp_path_factory):
 
 
 def _torch_scores(model_file, images):
-    from clearface.predict import load_engine
-    fn, info = load_engine(model_file, engine="torch")
-    assert info["engine"] == "torch"
-    return fn(images), info
+    from clearface.engines import load_engine
+    eng = load_engine(model_file, engine="torch")
+    assert eng.info["engine"] == "torch"
+    return eng.score(images), eng.info
 
 
 @pytest.mark.parametrize("which", ["tiny_model_file", "trained_model_file"])
 def test_onnx_matches_torch_on_real_images(which, request, real_images, tmp_path):
-    from clearface.export import OnnxScorer, export_onnx
-    from clearface.inference import labels_from_scores
+    from clearface.calibration import labels_from_scores
+    from clearface.engines import OnnxEngine
+    from clearface.export import export_onnx
 
     model_file = request.getfixturevalue(which)
     images, _ = real_images
@@ -73,7 +74,7 @@ def test_onnx_matches_torch_on_real_images(which, request, real_images, tmp_path
     assert not [p for p in tmp_path.iterdir() if p.name != "m.onnx"], "temporary file left behind"
 
     ref, info = _torch_scores(model_file, images)
-    eng = OnnxScorer(out)
+    eng = OnnxEngine(out)
     got = eng.score(images, batch_size=64)
     assert got.dtype == np.float32 and got.shape == (len(images),)
     assert np.max(np.abs(got - ref)) < 1e-4
@@ -85,8 +86,9 @@ def test_metadata_round_trip(trained_model_file, tmp_path):
     import onnx
 
     from clearface import __version__
-    from clearface.export import OnnxScorer, export_onnx, read_metadata
-    from clearface.inference import CLASSES, load_model_file
+    from clearface.engines import OnnxEngine
+    from clearface.export import export_onnx, read_metadata
+    from clearface.modelfile import CLASSES, load_model_file
 
     out = tmp_path / "m.onnx"
     export_onnx(trained_model_file, out)
@@ -117,7 +119,7 @@ def test_metadata_round_trip(trained_model_file, tmp_path):
     assert [d.dim_value for d in dims[1:]] == [3, 64, 64]
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
-    info = OnnxScorer(out).info
+    info = OnnxEngine(out).info
     assert set(info) >= {"threshold", "threshold_method", "threshold_source", "tta", "clearface_version", "model",
                          "members"}
     assert info["model"] == str(out) and info["members"] == ["cfnet_tiny", "cfnet_tiny"]
@@ -125,12 +127,13 @@ def test_metadata_round_trip(trained_model_file, tmp_path):
 
 
 def test_dynamic_batch(tiny_model_file, real_images, tmp_path):
-    from clearface.export import OnnxScorer, export_onnx
+    from clearface.engines import OnnxEngine
+    from clearface.export import export_onnx
 
     images, _ = real_images
     out = tmp_path / "m.onnx"
     export_onnx(tiny_model_file, out)
-    eng = OnnxScorer(out)
+    eng = OnnxEngine(out)
     ref, _ = _torch_scores(tiny_model_file, images[:7])
     one = eng.score(images[:1])
     seven = eng.score(images[:7])
@@ -149,21 +152,22 @@ def test_dynamic_batch(tiny_model_file, real_images, tmp_path):
 def test_bad_onnx_files_name_the_file(tmp_path, tiny_model_file):
     import onnx
 
-    from clearface.export import OnnxScorer, export_onnx, read_metadata
+    from clearface.engines import OnnxEngine
+    from clearface.export import export_onnx, read_metadata
 
     missing = tmp_path / "missing.onnx"
     with pytest.raises(ClearfaceError, match="missing.onnx"):
-        OnnxScorer(missing)
+        OnnxEngine(missing)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a protobuf \x00\x01\x02")
     with pytest.raises(ClearfaceError, match="junk.onnx"):
-        OnnxScorer(junk)
+        OnnxEngine(junk)
     with pytest.raises(ClearfaceError, match="junk.onnx"):
         read_metadata(junk)
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
     with pytest.raises(ClearfaceError, match="empty.onnx"):
-        OnnxScorer(empty)
+        OnnxEngine(empty)
     # a valid ONNX graph without clearface metadata
     good = tmp_path / "good.onnx"
     export_onnx(tiny_model_file, good)
@@ -172,7 +176,7 @@ def test_bad_onnx_files_name_the_file(tmp_path, tiny_model_file):
     plain = tmp_path / "plain.onnx"
     onnx.save(proto, str(plain))
     with pytest.raises(ClearfaceError, match="plain.onnx.*clearface"):
-        OnnxScorer(plain)
+        OnnxEngine(plain)
     with pytest.raises(ClearfaceError, match="must end in .onnx"):
         export_onnx(tiny_model_file, tmp_path / "m.bin")
     with pytest.raises(ClearfaceError, match="no such folder"):
@@ -223,11 +227,12 @@ def test_cli_export_then_predict_with_onnx(tiny_model_file, real_small, tmp_path
 
 def test_auto_engine_caches_export_and_falls_back(tiny_model_file, real_images, tmp_path, monkeypatch, capsys):
     import clearface.export as ex
-    from clearface.predict import load_engine, onnx_cache_path
+    from clearface.engines import load_engine, onnx_cache_path
 
     images, _ = real_images
     cache = tmp_path / "cache"
-    fn, info = load_engine(tiny_model_file, engine="auto", cache_dir=cache)
+    eng = load_engine(tiny_model_file, engine="auto", cache_dir=cache)
+    fn, info = eng.score, eng.info
     assert info["engine"] == "onnx" and info["model"] == str(tiny_model_file)
     cached = onnx_cache_path(tiny_model_file, cache)
     assert cached.exists() and info["onnx"] == str(cached)
@@ -236,7 +241,7 @@ def test_auto_engine_caches_export_and_falls_back(tiny_model_file, real_images, 
 
     # second time: served from the cache, no export
     monkeypatch.setattr(ex, "export_blob", lambda *a, **k: pytest.fail("re-exported despite cache"))
-    _, info2 = load_engine(tiny_model_file, engine="auto", cache_dir=cache)
+    info2 = load_engine(tiny_model_file, engine="auto", cache_dir=cache).info
     assert info2["engine"] == "onnx"
 
     # export failure: auto falls back to torch with a warning, onnx raises
@@ -246,7 +251,8 @@ def test_auto_engine_caches_export_and_falls_back(tiny_model_file, real_images, 
     monkeypatch.setattr(ex, "export_blob", boom)
     other = tmp_path / "cache2"
     capsys.readouterr()
-    fn, info3 = load_engine(tiny_model_file, engine="auto", cache_dir=other)
+    eng3 = load_engine(tiny_model_file, engine="auto", cache_dir=other)
+    fn, info3 = eng3.score, eng3.info
     assert info3["engine"] == "torch"
     assert "simulated exporter crash" in capsys.readouterr().err
     assert np.max(np.abs(fn(images[:20]) - ref)) == 0
@@ -255,7 +261,7 @@ def test_auto_engine_caches_export_and_falls_back(tiny_model_file, real_images, 
     # a damaged cache entry is replaced, not fatal
     monkeypatch.undo()
     cached.write_bytes(b"garbage")
-    _, info4 = load_engine(tiny_model_file, engine="auto", cache_dir=cache)
+    info4 = load_engine(tiny_model_file, engine="auto", cache_dir=cache).info
     assert info4["engine"] == "onnx"
     # a bad model file stays the user's error in every engine
     bad = tmp_path / "bad.pt"

@@ -54,9 +54,13 @@ def test_smoke_recipe_end_to_end(real_small, tmp_path):
     blob = torch.load(run / "model.pt", weights_only=True)
     assert blob["threshold"] == pytest.approx(m["threshold"]) and blob["config"]["epochs"] == 3
     assert blob["preprocess"]["size"] == 64 and blob["classes"]["1"] == "clean face"
-    ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # tensors and plain data only
     assert {"state_dict", "optimizer_states", "lr_schedulers", "epoch"} <= set(ck)
     assert ck["hyper_parameters"]["cfg"]["epochs"] == 3
+    # stopped after epoch 2: the next batch to run is epoch index 2, batch 0
+    assert ck["FaceDataModule"] == {"resume_epoch": 2, "resume_batch": 0}
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] in (1, 2) and set(best["state_dict"]) == set(ck["state_dict"])
 
     ev = json.loads(cli("evaluate", "--model", run / "model.pt", "--data", zpath, "--labels", lpath, "--json").stdout)
     assert ev["threshold"] == pytest.approx(m["threshold"]) and ev["n"] == 300

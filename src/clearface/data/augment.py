@@ -3,6 +3,10 @@
 Per-sample PIL/torchvision transforms run one image at a time in Python and, with two intra-op
 threads, cost more than the model step here; one affine ``grid_sample`` and a few broadcast
 multiplies over the batch cost a few percent of it. Every random draw is per image.
+
+Draws come from ``g`` or the global generator; training reseeds the global one before every batch
+from ``(seed, epoch, batch)`` (:func:`clearface.train.checkpoints.batch_seed`), so a resumed run
+augments each batch exactly as the uninterrupted run did.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Batches are whole index arrays: the sampler yields one array per batch and the d
 with one fancy-index, so a batch costs a memcpy rather than 128 Python calls. Sharding across DDP
 ranks is done here (not by Lightning's DistributedSampler) so every training image is used once per
 epoch on exactly one rank and validation is scored without padding duplicates.
+
+Resuming: an epoch's order depends on ``(seed, epoch)`` only, and the data module's state (saved in
+every checkpoint) says where training stopped, ``(epoch, batches done)``; the sampler of a resumed
+run starts that epoch at that batch, so it serves exactly the batches an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class EpochBatchSampler:
                  rank: int = 0, world_size: int = 1):
         self.labels, self.batch_size, self.strategy = labels, batch_size, strategy
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        self.resume_at: tuple[int, int] | None = None  # (epoch, first batch) of a resumed run
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -70,12 +75,25 @@ class EpochBatchSampler:
     def __iter__(self):
         local = self._local()
         n_batches = max(1, len(local) // self.batch_size) if len(local) >= self.batch_size else 1
-        for b in range(n_batches):
+        first = self.resume_at[1] if self.resume_at and self.resume_at[0] == self.epoch else 0
+        for b in range(first, n_batches):
             yield local[b * self.batch_size:(b + 1) * self.batch_size]
 
     def __len__(self):
         local = len(epoch_indices(self.labels, self.strategy, np.random.default_rng(0))) // self.world_size
         return max(1, local // self.batch_size)
+
+
+class ResumableLoader(DataLoader):
+    """The training loader, marked resumable for Lightning: its position needs no state of its own,
+    because :class:`FaceDataModule` records ``(epoch, batches done)`` in every checkpoint and the
+    sampler of a resumed run starts there."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class ShardSampler:
@@ -116,6 +134,17 @@ class FaceDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.strategy, self.seed = strategy, seed
         self.train_sampler: EpochBatchSampler | None = None
+        self.resume_at: tuple[int, int] | None = None  # set by the checkpoint callback before each save
+        self._resume_from: tuple[int, int] | None = None  # read back from a checkpoint
+
+    def state_dict(self) -> dict:
+        if self.resume_at is None:
+            return {}
+        return {"resume_epoch": int(self.resume_at[0]), "resume_batch": int(self.resume_at[1])}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "resume_epoch" in state:
+            self._resume_from = (int(state["resume_epoch"]), int(state["resume_batch"]))
 
     def _rank_world(self):
         t = self.trainer
@@ -126,9 +155,14 @@ class FaceDataModule(L.LightningDataModule):
         # batch_size is the global batch: each of the world_size processes takes its share.
         per_rank = max(1, self.batch_size // world)
         self.train_sampler = EpochBatchSampler(self.train_labels, per_rank, self.strategy, self.seed, rank, world)
-        if self.trainer is not None:
+        if self._resume_from is not None:
+            # Lightning builds the first iterator before it moves current_epoch past a finished
+            # epoch, so the checkpoint's own record of the next batch decides.
+            self.train_sampler.resume_at = self._resume_from
+            self.train_sampler.set_epoch(self._resume_from[0])
+        elif self.trainer is not None:
             self.train_sampler.set_epoch(self.trainer.current_epoch)
-        return DataLoader(self.train, sampler=self.train_sampler, batch_size=None, num_workers=0)
+        return ResumableLoader(self.train, sampler=self.train_sampler, batch_size=None, num_workers=0)
 
     def val_dataloader(self):
         rank, world = self._rank_world()

@@ -1,7 +1,7 @@
 """Read a zip or folder of numerically named images and its label file, validate, and cache.
 
-Images are decoded once into an ``N x 3 x 64 x 64`` uint8 ``.npy`` (memory-mapped on reuse)
-beside a small JSON describing the source (size, mtime, sha256), so later runs start at once.
+Images are decoded once into an ``N x 3 x 64 x 64`` uint8 ``.npy`` (memory-mapped on reuse), kept
+by :mod:`clearface.data.cache` under a key of the source's content, so later runs start at once.
 Every problem is reported as a :class:`ClearfaceError` naming the file, entry, line or value;
 nothing is written under its final name until it is complete.
 """
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import stat
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -23,10 +21,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ClearfaceError
+from ..outputs import write_text_atomic  # noqa: F401  (re-exported: the one atomic writer)
 
 SIZE = 64
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-CACHE_FORMAT = 1
 _NUMBER = re.compile(r"^\d+$")
 
 
@@ -100,31 +98,49 @@ def list_images(path: str | os.PathLike) -> list[str]:
 
 # ---------------------------------------------------------------------------- decoding
 
-def decode_image(data: bytes, name: str, resize: bool) -> np.ndarray:
-    """Bytes -> ``3 x 64 x 64`` uint8. Without ``resize`` anything but 64x64 RGB is an error."""
+DECODE_STEPS = ("crop", "resize")  # the steps that give one 64x64 image per file (``detect`` finds faces)
+
+
+def decode_step(step=None, resize: bool | None = None) -> str:
+    """The decoding step: ``crop`` (strict 64x64 RGB) or ``resize``; the old ``resize`` bool maps onto it."""
+    if isinstance(step, bool):  # positional callers of the old decode_image(data, name, resize)
+        step, resize = None, step
+    if step is None:
+        step = "resize" if resize else "crop"
+    if step not in DECODE_STEPS:
+        if step == "detect":
+            raise ClearfaceError("the detect step finds faces in photos (predict, evaluate, report); "
+                                 "it does not give one 64x64 image per file here: use crop or resize")
+        raise ClearfaceError(f"unknown preprocessing step {step!r} (choose from crop, resize, detect)")
+    return step
+
+
+def decode_image(data: bytes, name: str, step="crop") -> np.ndarray:
+    """Bytes -> ``3 x 64 x 64`` uint8. Step ``crop``: anything but 64x64 RGB is an error naming the
+    file; ``resize``: any size and mode is converted (EXIF orientation applied)."""
+    step = decode_step(step)
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if not resize and (img.size != (SIZE, SIZE) or img.mode != "RGB"):
+            if step == "crop" and (img.size != (SIZE, SIZE) or img.mode != "RGB"):
                 raise ClearfaceError(
                     f"{name}: image is {img.size[0]}x{img.size[1]} {img.mode}, expected {SIZE}x{SIZE} RGB "
-                    "(pass --resize to convert any size and mode)")
+                    "(pass --preprocess resize (alias --resize) to squash any image to 64x64, or --preprocess detect to find faces in photos)")
             img.load()
+            if step == "resize":
+                from PIL import ImageOps
+                img = ImageOps.exif_transpose(img)
             arr = to_rgb64(img)
     except ClearfaceError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise ClearfaceError(f"{name}: corrupt or truncated image ({exc})") from None
     return arr
 
 
 def to_rgb64(img: Image.Image) -> np.ndarray:
-    """Any PIL image -> 64x64 RGB, CHW uint8. The one conversion used by --resize and the service."""
-    if img.mode != "RGB":
-        if img.mode in ("RGBA", "LA", "P") or "transparency" in img.info:
-            img = img.convert("RGBA")
-            bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(bg, img)
-        img = img.convert("RGB")
+    """Any PIL image -> 64x64 RGB, CHW uint8. The one conversion used by ``--preprocess resize``."""
+    from ..faces.photo import to_rgb  # grey, CMYK, 16-bit, palette, alpha (on white) -> RGB
+    img = to_rgb(img)
     if img.size != (SIZE, SIZE):
         img = img.resize((SIZE, SIZE), Image.BILINEAR, reducing_gap=2.0)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
@@ -134,7 +150,7 @@ def _pixel_hash(arr: np.ndarray) -> int:
     return int.from_bytes(hashlib.blake2b(arr.tobytes(), digest_size=8).digest(), "little")
 
 
-def _decode_range(path: str, names: list[str], resize: bool, out_path: str | None, offset: int):
+def _decode_range(path: str, names: list[str], step: str, out_path: str | None, offset: int):
     """Worker: decode ``names`` into ``out_path[offset:]`` (or return them); return hashes."""
     p = Path(path)
     out = np.load(out_path, mmap_mode="r+") if out_path else np.empty((len(names), 3, SIZE, SIZE), np.uint8)
@@ -148,7 +164,7 @@ def _decode_range(path: str, names: list[str], resize: bool, out_path: str | Non
                 data = zf.read(name) if zf else (p / name).read_bytes()
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise ClearfaceError(f"{shown}: unreadable entry ({exc})") from None
-            arr = decode_image(data, shown, resize)
+            arr = decode_image(data, shown, step)
             out[base + i] = arr
             hashes[i] = _pixel_hash(arr)
     finally:
@@ -166,19 +182,19 @@ def _workers(n: int, workers: int | None) -> int:
     return max(1, min(workers, n // 2000 or 1))
 
 
-def decode_all(path, names: list[str], resize: bool = False, out_path: str | None = None,
+def decode_all(path, names: list[str], step="crop", out_path: str | None = None,
                workers: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
     """Decode every image, in parallel processes when there are enough of them."""
+    step = decode_step(step)
     n_workers = _workers(len(names), workers)
     chunks = np.array_split(np.arange(len(names)), n_workers)
     if n_workers == 1:
-        hashes, arr = _decode_range(str(path), names, resize, out_path, 0)
+        hashes, arr = _decode_range(str(path), names, step, out_path, 0)
         return arr, hashes
-    # Workers pay for their own imports; fork keeps that cheap on Linux.
-    import multiprocessing as mp
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-        futs = [pool.submit(_decode_range, str(path), [names[i] for i in c], resize, out_path, int(c[0]) if len(c) else 0)
+    # Workers pay for their own imports; fork keeps that cheap on Linux. They end with this process.
+    from .pool import process_pool
+    with process_pool(n_workers) as pool:
+        futs = [pool.submit(_decode_range, str(path), [names[i] for i in c], step, out_path, int(c[0]) if len(c) else 0)
                 for c in chunks]
         results = [f.result() for f in futs]
     hashes = np.concatenate([r[0] for r in results])
@@ -196,77 +212,26 @@ def default_cache_dir() -> Path:
     return Path(base) / "clearface"
 
 
-def _source_fingerprint(p: Path) -> dict:
-    st = p.stat()
-    if p.is_dir():
-        # A folder's own mtime changes when files are added or removed; sizes catch edits.
-        files = sorted(f for f in p.rglob("*") if f.is_file())
-        h = hashlib.sha256()
-        for f in files:
-            fs = f.stat()
-            h.update(f"{f.relative_to(p)}:{fs.st_size}:{fs.st_mtime_ns}\n".encode())
-        return {"size": sum(f.stat().st_size for f in files), "mtime_ns": st.st_mtime_ns, "listing_sha256": h.hexdigest()}
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_images(path, resize: bool = False, cache_dir: str | os.PathLike | None = None,
-                use_cache: bool = True, workers: int | None = None, limit: int | None = None) -> ImageSet:
+def load_images(path, step: str | None = None, cache_dir: str | os.PathLike | None = None,
+                use_cache: bool = True, workers: int | None = None, limit: int | None = None,
+                resize: bool | None = None) -> ImageSet:
     """Images of a zip/folder as an :class:`ImageSet`, from the cache when the source is unchanged.
 
+    ``step``: ``crop`` (default; 64x64 RGB or an error) or ``resize`` (see :mod:`clearface.preprocess`);
+    ``resize=True`` is the old spelling of ``step="resize"``. The cache is keyed by the step.
     ``limit`` decodes only the first N images (smoke runs, tests) without touching the rest.
+    See :mod:`clearface.data.cache` for when a cached set is reused.
     """
+    step = decode_step(step, resize)
     p = Path(path).expanduser()
     names = list_images(p)
     if limit:
         names = names[:int(limit)]
     if not use_cache:
-        arr, hashes = decode_all(p, names, resize, None, workers)
+        arr, hashes = decode_all(p, names, step, None, workers)
         return ImageSet(arr, names, hashes, str(p))
-
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ClearfaceError(f"{cache}: cannot create cache folder ({exc})") from None
-    key = hashlib.sha1(f"{p.resolve()}|resize={resize}|limit={limit}|v{CACHE_FORMAT}".encode()).hexdigest()[:16]
-    stem = f"{p.stem}-{key}"
-    meta_path, img_path, hash_path = cache / f"{stem}.json", cache / f"{stem}.images.npy", cache / f"{stem}.hashes.npy"
-    fingerprint = _source_fingerprint(p)
-    if meta_path.exists() and img_path.exists() and hash_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            meta = {}
-        if meta.get("source") == fingerprint and meta.get("names") == names:
-            images = np.load(img_path, mmap_mode="r")
-            if images.shape == (len(names), 3, SIZE, SIZE):
-                return ImageSet(images, names, np.load(hash_path), str(p))
-
-    tmp_img = img_path.with_name(img_path.name + f".tmp{os.getpid()}.npy")
-    try:
-        np.lib.format.open_memmap(tmp_img, mode="w+", dtype=np.uint8, shape=(len(names), 3, SIZE, SIZE)).flush()
-        _, hashes = decode_all(p, names, resize, str(tmp_img), workers)
-        tmp_hash = hash_path.with_name(hash_path.name + f".tmp{os.getpid()}.npy")
-        np.save(tmp_hash, hashes)
-        meta = {"format": CACHE_FORMAT, "path": str(p.resolve()), "source": fingerprint,
-                "sha256": None if p.is_dir() else _sha256(p), "count": len(names),
-                "shape": [len(names), 3, SIZE, SIZE], "dtype": "uint8", "resize": resize, "names": names}
-        os.replace(tmp_img, img_path)
-        os.replace(tmp_hash, hash_path)
-        write_text_atomic(meta_path, json.dumps(meta))
-    finally:
-        for t in (tmp_img,):
-            if t.exists():
-                t.unlink()
-    return ImageSet(np.load(img_path, mmap_mode="r"), names, hashes, str(p))
+    from .cache import load_cached
+    return load_cached(p, names, step, limit, cache_dir, workers)
 
 
 # ---------------------------------------------------------------------------- labels
@@ -304,16 +269,3 @@ def load_labelled(data, labels, limit: int | None = None, **kw) -> tuple[ImageSe
         y = y[:int(limit)]
     return load_images(data, limit=limit, **kw), y
 
-
-# ---------------------------------------------------------------------------- output
-
-def write_text_atomic(path, text: str) -> None:
-    """Write to a temporary name beside ``path`` and rename, so a crash leaves no half file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -3,18 +3,14 @@
 Duplicates are grouped by pixel hash and a group is assigned as a whole, so the same picture can
 never be both trained on and scored. Groups are shuffled per class (a group's class is its first
 label) and dealt out, which keeps the class ratio of every part within one group of the whole.
+A run folder stores the split with :meth:`clearface.rundir.RunDir.write_split`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import ClearfaceError
-from .ingest import write_text_atomic
 
 TRAIN, VAL, TEST = "train", "val", "test"
 
@@ -102,19 +98,3 @@ def fold_parts(parts: np.ndarray, k: int) -> np.ndarray:
     """Fold ``k`` of a k-fold split as train/val/test names."""
     out = np.where(parts == f"fold{k}", VAL, np.where(parts == TEST, TEST, TRAIN))
     return out.astype(str)
-
-
-def save_split(path, names: list[str], labels: np.ndarray, parts: np.ndarray) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["index", "name", "label", "part"])
-    for i, (name, y, part) in enumerate(zip(names, labels, parts)):
-        w.writerow([i, name, int(y), part])
-    write_text_atomic(path, buf.getvalue())
-
-
-def load_split(path) -> np.ndarray:
-    p = Path(path)
-    with open(p, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return np.array([r["part"] for r in rows])

@@ -14,7 +14,7 @@ from torch import nn
 from ._api import register_model
 
 
-def _conv_bn(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),
         nn.BatchNorm2d(cout),
@@ -25,7 +25,7 @@ def _conv_bn(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Sequential:
 class _Block(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
-        self.conv1 = _conv_bn(cin, cout, stride)
+        self.conv1 = conv_bn(cin, cout, stride)
         self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
         self.skip = (
             nn.Identity() if stride == 1 and cin == cout
@@ -41,7 +41,7 @@ class _Block(nn.Module):
 class CFNet(nn.Module):
     def __init__(self, width: int = 32, depths=(1, 1, 2, 1), dropout: float = 0.1):
         super().__init__()
-        self.stem = _conv_bn(3, width, stride=2)
+        self.stem = conv_bn(3, width, stride=2)
         layers, cin = [], width
         for i, depth in enumerate(depths):
             cout = width * 2**i

@@ -15,14 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._api import register_model
-
-
-def _conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+from .cfnet import conv_bn
 
 
 class FaceNetSeed(nn.Module):
@@ -32,10 +25,10 @@ class FaceNetSeed(nn.Module):
         super().__init__()
         self.normalize_embedding = bool(normalize_embedding)
         self.features = nn.Sequential(
-            _conv_bn_relu(3, 64, 7, 2),
+            conv_bn(3, 64, 2, 7),
             nn.MaxPool2d(3, 2, padding=1),
-            _conv_bn_relu(64, 64, 1),
-            _conv_bn_relu(64, 192, 3),
+            conv_bn(64, 64, k=1),
+            conv_bn(64, 192, k=3),
             nn.MaxPool2d(3, 2, padding=1),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),

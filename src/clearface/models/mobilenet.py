@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ._api import IMAGENET_MEAN, IMAGENET_STD, register_model
-from .pretrained import apply_state, read_state_dict, resolve_weights_path
+from .pretrained import load_pretrained_backbone, resized
 
 
 class MobileNetV2Binary(nn.Module):
@@ -26,15 +26,11 @@ class MobileNetV2Binary(nn.Module):
         net = tv_mobilenet_v2(weights=None, dropout=float(dropout))
         net.classifier[1] = nn.Linear(net.last_channel, 1)
         if pretrained:
-            path = resolve_weights_path("mobilenet_v2", weights, model_name="mobilenet_v2")
-            apply_state(net, read_state_dict(path), source=path, drop_prefixes=("classifier.1.",))
+            load_pretrained_backbone(net, "mobilenet_v2", weights, "mobilenet_v2", "classifier.1.")
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.input_size:
-            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                                          align_corners=False, antialias=False)
-        return self.net(x).squeeze(1)
+        return self.net(resized(x, self.input_size)).squeeze(1)
 
 
 @register_model(mean=IMAGENET_MEAN, std=IMAGENET_STD, tags=("pretrained",))

@@ -199,6 +199,19 @@ def _missing_message(kind: str, model_name: str) -> str:
     return msg + ", or pass --no-pretrained (pretrained: false in a config) to train from scratch"
 
 
+def load_pretrained_backbone(net: nn.Module, kind: str, weights, model_name: str, head_prefix: str) -> None:
+    """Pretrained ``kind`` weights into ``net``; its new head (under ``head_prefix``) keeps its initialisation."""
+    path = resolve_weights_path(kind, weights, model_name=model_name)
+    apply_state(net, read_state_dict(path), source=path, drop_prefixes=(head_prefix,))
+
+
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` resized (bilinear) to ``size`` x ``size``, as the pretrained models see 64 px faces."""
+    if x.shape[-2:] != (size, size):
+        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    return x
+
+
 def freeze_except(model: nn.Module, trainable_prefixes: tuple[str, ...]) -> None:
     """Set ``requires_grad=False`` on every parameter not under one of ``trainable_prefixes``."""
     for name, param in model.named_parameters():

@@ -11,12 +11,11 @@ scratch (freezing random layers would only hurt); ``freeze`` overrides either de
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._api import IMAGENET_MEAN, IMAGENET_STD, register_model
 from ..errors import ClearfaceError
-from .pretrained import apply_state, freeze_except, frozen_norms_to_eval, read_state_dict, resolve_weights_path
+from .pretrained import freeze_except, frozen_norms_to_eval, load_pretrained_backbone, resized
 
 TRAINABLE = ("layer4.", "fc.")
 
@@ -32,8 +31,7 @@ class ResNet50Seed(nn.Module):
         net = resnet50(weights=None)
         net.fc = nn.Sequential(nn.Linear(2048, 256), nn.ReLU(inplace=True), nn.Linear(256, 1))
         if pretrained:
-            path = resolve_weights_path("resnet50", weights, model_name="resnet50_seed")
-            apply_state(net, read_state_dict(path), source=path, drop_prefixes=("fc.",))
+            load_pretrained_backbone(net, "resnet50", weights, "resnet50_seed", "fc.")
         self.net = net
         self.frozen = bool(pretrained) if freeze is None else bool(freeze)
         if self.frozen:
@@ -46,10 +44,7 @@ class ResNet50Seed(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False, antialias=False)
-        return self.net(x).squeeze(1)
+        return self.net(resized(x, self.input_size)).squeeze(1)
 
 
 @register_model(mean=IMAGENET_MEAN, std=IMAGENET_STD, tags=("pretrained",))

@@ -12,12 +12,11 @@ that is the normalisation every timm ``vit_base_patch16_224`` checkpoint was tra
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ClearfaceError
 from ._api import register_model
-from .pretrained import apply_state, freeze_except, read_state_dict, resolve_weights_path
+from .pretrained import apply_state, freeze_except, read_state_dict, resized, resolve_weights_path
 
 VIT_MEAN = (0.5, 0.5, 0.5)
 VIT_STD = (0.5, 0.5, 0.5)
@@ -48,10 +47,7 @@ class ViTB16Seed(nn.Module):
             freeze_except(self.net, ("head.",))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False, antialias=False)
-        return self.net(x).squeeze(1)
+        return self.net(resized(x, self.input_size)).squeeze(1)
 
 
 class _Squeeze(nn.Module):

@@ -9,16 +9,16 @@ import numpy as np
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and not np.isfinite(v))
+
+
 def pct(v, digits: int = 2) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    return f"{100 * float(v):.{digits}f} %"
+    return "–" if _missing(v) else f"{100 * float(v):.{digits}f} %"
 
 
 def num(v, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    return f"{float(v):.{digits}f}"
+    return "–" if _missing(v) else f"{float(v):.{digits}f}"
 
 
 def _environment():

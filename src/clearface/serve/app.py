@@ -2,193 +2,110 @@
 
 * ``POST /predict`` -- one or more images as multipart field ``file`` (repeatable), or one image
   as the raw body (``Content-Type: image/*`` or ``application/octet-stream``). Answers a JSON list,
-  one entry per image, in upload order: ``filename``, ``label`` (0/1), ``class``, ``score``,
-  ``threshold``, ``resized`` and the original ``width``/``height``/``mode``. Anything that is not
-  64x64 RGB is converted with :func:`clearface.data.ingest.to_rgb64`, the same conversion as
-  ``--resize``. ``?saliency=1`` adds a Grad-CAM overlay (PNG data URL) when the model is a .pt
-  file; ``?preview=1`` adds the 64x64 image the model saw.
-* ``GET /health`` -- status, model, members, version, threshold, limits.
-* ``GET /`` -- a self-contained page (inline CSS/JS, no external assets) to drop images on.
+  one entry per image, in upload order: ``filename``, ``width``/``height`` (after EXIF
+  orientation), ``mode``, ``preprocess`` (the step used), ``faces`` (each: ``box`` [x0, y0, x1, y1]
+  in photo pixels, detector ``confidence``, ``score``, ``label``, ``class`` and ``crop``, the 64x64
+  image the model saw as a PNG data URL), ``faces_found``, and the photo's own ``label``/``class``/
+  ``score``/``no_face`` (largest face decides; no face: label 0, ``no_face: true``).
+  ``?preprocess=crop|resize|detect`` overrides the step (default: 64x64 images are crops, others
+  go through face detection); ``?saliency=1`` adds Grad-CAM overlays to at most
+  ``MAX_SALIENCY_FACES`` faces per request (the others say so in ``saliency_note``).
+* ``GET /health`` -- status, model, threshold, limits. ``GET /openapi.json`` -- the API schema
+  (no CDN-backed ``/docs`` page). ``GET /`` -- a self-contained page (inline CSS/JS, camera mode).
 
-Bad input is answered with a 4xx JSON ``{"error": ...}``: an empty body or no files (400), an
-unsupported content type (415), too many files, a body over the size limit (checked from
-``Content-Length`` and counted while reading) or an image over the pixel limit (413), not an
-image or a truncated one (422). The pixel limit is checked on the header (``Image.open().size``)
-before any pixel is decoded. Anything unexpected still answers JSON (500).
+Bad input is answered with a 4xx JSON ``{"error": ...}``: an empty body or no files (400), a
+stalled body (408), an unsupported content type (415), too many files, a body over the size
+limit, an image over the pixel limit or a request over its pixel budget (413; all checked before
+any pixel is decoded), not an image or a truncated one (422). A server already busy with
+``max_busy`` requests or ``max_busy_pixels`` decoded pixels answers 503 with ``Retry-After``.
+Every answer carries security headers (CSP, nosniff, frame denial, referrer policy).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import logging
-import threading
-import warnings
+import re
+from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image, UnidentifiedImageError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..data.ingest import SIZE, to_rgb64
 from ..errors import ClearfaceError
+from .limits import BODY_IDLE_TIMEOUT_S, InputError, WorkGate, peek_uploads, read_body, trim_memory
+from .photos import STEPS, Service
 
 MAX_FILES = 64
 MAX_BODY_BYTES = 10 * 1024 * 1024
-MAX_PIXELS = 4096 * 4096
-CLASS_NAMES = {0: "occluded", 1: "clean face"}
+MAX_PIXELS = 4096 * 4096            # per image, from its header
+MAX_REQUEST_PIXELS = 2 * 4096 * 4096  # all images of one request together, from their headers
+MAX_BUSY = 4                        # requests decoding/scoring at once
+MAX_READERS = 16                    # request bodies being received at once
+TRIM_AFTER_PIXELS = 2_000_000       # after decoding this much, give freed memory back to the system
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("clearface.serve")
 
 
-class InputError(Exception):
-    """A problem with the request, answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+def _inline_hashes(html: str, tag: str) -> list[str]:
+    return ["'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+            for body in re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)]
 
 
-def decode_upload(data: bytes, filename: str, max_pixels: int = MAX_PIXELS):
-    """Bytes -> ``(3x64x64 uint8, original (w, h, mode))``; size is checked before decoding."""
-    if not data:
-        raise InputError(400, f"{filename}: empty file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise InputError(413, f"{filename}: image is {w}x{h} ({w * h} pixels), over the limit of "
-                                     f"{max_pixels} pixels")
-                if w < 1 or h < 1:
-                    raise InputError(422, f"{filename}: image has no pixels ({w}x{h})")
-                mode = img.mode
-                img.load()
-                try:
-                    arr = to_rgb64(img)
-                except (ValueError, OSError) as exc:
-                    raise InputError(422, f"{filename}: cannot convert a {mode} image to RGB ({exc})") from None
-    except InputError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise InputError(413, f"{filename}: image too large ({exc})") from None
-    except UnidentifiedImageError:
-        raise InputError(422, f"{filename}: not an image (or a format this server cannot read)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as exc:
-        raise InputError(422, f"{filename}: corrupt or truncated image ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    return arr, (w, h, mode)
+@lru_cache(maxsize=1)
+def page_and_policy() -> tuple[str, str]:
+    """The page and a CSP that allows exactly its inline script and style (by hash), nothing external."""
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    csp = "; ".join([
+        "default-src 'none'",
+        "script-src " + " ".join(_inline_hashes(html, "script")),
+        "style-src " + " ".join(_inline_hashes(html, "style")),
+        "img-src 'self' data: blob:", "media-src 'self' blob: mediastream:", "connect-src 'self'",
+        "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"])
+    return html, csp
 
 
-def _png_data_url(img: Image.Image) -> str:
+@lru_cache(maxsize=1)
+def favicon_bytes() -> bytes:
+    """A small packaged-free icon, drawn once: a face outline in the page's green."""
+    from PIL import Image, ImageDraw
+    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.ellipse((2, 2, 29, 29), fill=(27, 127, 59, 255))
+    d.ellipse((9, 10, 13, 14), fill=(255, 255, 255, 255))
+    d.ellipse((18, 10, 22, 14), fill=(255, 255, 255, 255))
+    d.arc((9, 12, 22, 24), 20, 160, fill=(255, 255, 255, 255), width=2)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    img.save(buf, format="ICO", sizes=[(16, 16), (32, 32)])
+    return buf.getvalue()
 
 
-class Service:
-    """The loaded model, its metadata and the request limits (shared by all requests)."""
+class SecurityHeaders:
+    """ASGI middleware: the same hardening headers on every answer, errors and 404s included."""
 
-    def __init__(self, model_path=None, engine: str = "auto", cache_dir=None, max_files: int = MAX_FILES,
-                 max_body_bytes: int = MAX_BODY_BYTES, max_pixels: int = MAX_PIXELS):
-        from ..predict import load_engine
-        self.score_fn, self.info = load_engine(model_path, engine=engine, cache_dir=cache_dir)
-        self.model_path = model_path
-        self.threshold = float(self.info["threshold"])
-        self.max_files, self.max_body_bytes, self.max_pixels = int(max_files), int(max_body_bytes), int(max_pixels)
-        self.lock = threading.Lock()  # one scoring call at a time: the engine already uses every core
-        self._gradcam = None
-        self._gradcam_error = None
+    def __init__(self, app, csp: str):
+        self.app = app
+        self.headers = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                        (b"referrer-policy", b"no-referrer"), (b"content-security-policy", csp.encode()),
+                        (b"permissions-policy", b"camera=(self), microphone=(), geolocation=()"),
+                        (b"cross-origin-opener-policy", b"same-origin")]
 
-    # ------------------------------------------------------------------ saliency (optional)
-    def saliency_available(self) -> bool:
-        try:
-            import importlib.util
-            if importlib.util.find_spec("clearface.report.gradcam") is None:
-                return False
-        except (ImportError, ValueError):
-            return False
-        return not str(self.info.get("model", "")).endswith(".onnx") and self._gradcam_error is None
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
 
-    def _get_gradcam(self):
-        if self._gradcam is None:
-            from ..inference import build_scorer, load_model_file
-            from ..report.gradcam import GradCAM
-            blob = load_model_file(self.info["model"])
-            self._gradcam = GradCAM(build_scorer(blob))
-        return self._gradcam
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + self.headers
+            await send(message)
 
-    def saliency(self, images: np.ndarray) -> list[str]:
-        from ..report.gradcam import overlay
-        with self.lock:
-            cams = self._get_gradcam()(images)
-        return [_png_data_url(overlay(img, cam, size=128)) for img, cam in zip(images, cams)]
-
-    # ------------------------------------------------------------------ scoring
-    def health(self) -> dict:
-        info = self.info
-        return {"status": "ok", "model": Path(str(info.get("model"))).name, "members": info.get("members"),
-                "engine": info.get("engine"), "version": __version__,
-                "model_clearface_version": info.get("clearface_version"), "threshold": self.threshold,
-                "threshold_method": info.get("threshold_method"), "threshold_source": info.get("threshold_source"),
-                "tta": info.get("tta"), "classes": {str(k): v for k, v in CLASS_NAMES.items()},
-                "limits": {"max_files": self.max_files, "max_body_bytes": self.max_body_bytes,
-                           "max_pixels": self.max_pixels},
-                "saliency": self.saliency_available()}
-
-    def predict(self, uploads: list[tuple[str, bytes]], saliency: bool = False, preview: bool = False) -> list[dict]:
-        arrays, originals = [], []
-        for name, data in uploads:
-            arr, orig = decode_upload(data, name, self.max_pixels)
-            arrays.append(arr)
-            originals.append(orig)
-        images = np.stack(arrays)
-        with self.lock:
-            scores = self.score_fn(images, batch_size=64)
-        maps = None
-        if saliency:
-            if not self.saliency_available():
-                raise InputError(400, "saliency is not available for this model (needs a .pt model file and "
-                                 "clearface.report.gradcam)")
-            maps = self.saliency(images)
-        out = []
-        for i, ((name, _), (w, h, mode), s) in enumerate(zip(uploads, originals, scores)):
-            label = int(s >= self.threshold)
-            resized = (w, h) != (SIZE, SIZE) or mode != "RGB"
-            entry = {"filename": name, "label": label, "class": CLASS_NAMES[label], "score": float(s),
-                     "threshold": self.threshold, "resized": resized, "width": w, "height": h, "mode": mode,
-                     "resized_from": f"{w}x{h} {mode}" if resized else None}
-            if preview:
-                entry["preview"] = _png_data_url(Image.fromarray(np.ascontiguousarray(images[i].transpose(1, 2, 0))))
-            if maps is not None:
-                entry["saliency"] = maps[i]
-            out.append(entry)
-        return out
-
-
-async def _read_body(request, limit: int) -> bytes:
-    """The request body, refusing (413) a declared or actual size over ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            n = int(declared)
-        except ValueError:
-            raise InputError(400, f"bad Content-Length header {declared!r}") from None
-        if n > limit:
-            raise InputError(413, f"request body is {n} bytes, over the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise InputError(413, f"request body is over the limit of {limit} bytes")
-    return bytes(body)
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _multipart_uploads(headers, body: bytes, max_files: int) -> list[tuple[str, bytes]]:
@@ -223,28 +140,51 @@ async def _multipart_uploads(headers, body: bytes, max_files: int) -> list[tuple
     return uploads
 
 
-def create_app(model_path=None, engine: str = "auto", cache_dir=None, max_files: int = MAX_FILES,
-               max_body_bytes: int = MAX_BODY_BYTES, max_pixels: int = MAX_PIXELS):
-    """The FastAPI app serving ``model_path`` (.pt, run folder or .onnx; None: packaged model)."""
-    service = Service(model_path, engine, cache_dir, max_files, max_body_bytes, max_pixels)
-    app = FastAPI(title="clearface", version=__version__,
-                  description="Binary face classifier: 1 = clean face, 0 = occluded face.")
-    app.state.service = service
+async def _uploads(request: Request, body: bytes, max_files: int) -> list[tuple[str, bytes]]:
+    """``[(filename, bytes)]`` from a multipart body (field ``file``) or a raw image body."""
+    if not body:
+        raise InputError(400, "empty request body: send one or more images in multipart field 'file'")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        return await _multipart_uploads(request.headers, body, max_files)
+    if ctype.startswith("image/") or ctype == "application/octet-stream":
+        return [(request.headers.get("x-filename") or request.query_params.get("filename") or "upload", body)]
+    raise InputError(415, f"unsupported Content-Type {ctype or '(none)'!r}: send multipart/form-data "
+                     "with field 'file', or one image as image/* or application/octet-stream")
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+
+def create_app(model_path=None, engine: str = "auto", cache_dir=None, max_files: int = MAX_FILES,
+               max_body_bytes: int = MAX_BODY_BYTES, max_pixels: int = MAX_PIXELS,
+               max_request_pixels: int | None = None, max_busy: int = MAX_BUSY, preprocess: str | None = None,
+               body_timeout: float = BODY_IDLE_TIMEOUT_S, max_readers: int = MAX_READERS):
+    """The FastAPI app serving ``model_path`` (.pt, run folder or .onnx; None: packaged model)."""
+    service = Service(model_path, engine, cache_dir, preprocess)
+    budget = int(max_request_pixels) if max_request_pixels is not None else max(int(max_pixels), MAX_REQUEST_PIXELS)
+    limits = {"max_files": int(max_files), "max_body_bytes": int(max_body_bytes), "max_pixels": int(max_pixels),
+              "max_request_pixels": budget, "max_busy": int(max_busy),
+              "max_readers": int(max_readers)}
+    gate = WorkGate(max_busy, budget, max_readers=max_readers)
+    html, csp = page_and_policy()
+    # No /docs or /redoc: FastAPI's pages load Swagger/ReDoc from a CDN. The schema alone stays.
+    app = FastAPI(title="clearface", version=__version__, docs_url=None, redoc_url=None,
+                  description="Binary face classifier: 1 = clean face, 0 = occluded face.")
+    app.add_middleware(SecurityHeaders, csp=csp)
+    app.state.service, app.state.gate, app.state.limits = service, gate, limits
+
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError):
-        return error(exc.status, exc.message)
+        return error(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(ClearfaceError)
     async def _clearface_error(request: Request, exc: ClearfaceError):
-        return error(422, str(exc))
+        return error(int(getattr(exc, "status", 422)), str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        return error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -258,42 +198,39 @@ def create_app(model_path=None, engine: str = "auto", cache_dir=None, max_files:
 
     @app.get("/health")
     async def health():
-        return service.health()
+        return service.health(limits)
 
     @app.get("/", response_class=HTMLResponse)
     async def index():
-        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+        return HTMLResponse(html)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        return Response(favicon_bytes(), media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
 
     @app.post("/predict")
-    async def predict(request: Request, saliency: bool = False, preview: bool = False):
-        body = await _read_body(request, service.max_body_bytes)
-        if not body:
-            raise InputError(400, "empty request body: send one or more images in multipart field 'file'")
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype == "multipart/form-data":
-            uploads = await _multipart_uploads(request.headers, body, service.max_files)
-        elif ctype.startswith("image/") or ctype == "application/octet-stream":
-            name = request.headers.get("x-filename") or request.query_params.get("filename") or "upload"
-            uploads = [(name, body)]
-        else:
-            raise InputError(415, f"unsupported Content-Type {ctype or '(none)'!r}: send multipart/form-data "
-                             "with field 'file', or one image as image/* or application/octet-stream")
-        return await run_in_threadpool(service.predict, uploads, saliency, preview)
+    async def predict(request: Request, saliency: bool = False, preview: bool = False, preprocess: str | None = None):
+        if preprocess is not None and preprocess not in STEPS:
+            raise InputError(422, f"preprocess {preprocess!r}: choose from {', '.join(STEPS)}")
+        with gate.reading():  # 503 now rather than bodies piling up; held until the uploads are parsed
+            body = await read_body(request.receive, request.headers, limits["max_body_bytes"], body_timeout)
+            uploads = await _uploads(request, body, limits["max_files"])
+            del body
+            headers = peek_uploads(uploads, limits["max_pixels"], budget)
+        pixels = sum(h.pixels for h in headers)
+        with gate.working(pixels):  # 503 now rather than a queue that grows
+            answer = await run_in_threadpool(service.predict, uploads, headers, limits["max_pixels"], preprocess,
+                                             saliency, preview)
+        del uploads
+        if pixels >= TRIM_AFTER_PIXELS:
+            await run_in_threadpool(trim_memory)
+        return answer
 
     return app
 
 
 def run_server(model_path=None, host: str = "127.0.0.1", port: int = 8000, engine: str = "auto",
-               log_level: str = "info") -> None:
-    """Load the model (errors surface before the port opens) and serve until interrupted."""
-    import sys
-
-    import uvicorn
-    app = create_app(model_path, engine=engine)
-    svc = app.state.service
-    print(f"clearface: serving {svc.info.get('model')} ({svc.info.get('engine')}; tau {svc.threshold:.6f}) "
-          f"on http://{host}:{port}/", file=sys.stderr)
-    try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
-    except OSError as exc:  # pragma: no cover - e.g. port in use (uvicorn usually exits itself)
-        raise ClearfaceError(f"cannot serve on {host}:{port} ({exc})") from None
+               log_level: str = "info", preprocess: str | None = None) -> None:
+    """Serve until interrupted; see :func:`clearface.serve.server.run_server`."""
+    from .server import run_server as _run
+    _run(model_path, host=host, port=port, engine=engine, log_level=log_level, preprocess=preprocess)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
-from pathlib import Path
 
 import lightning as L
 
-from ..data.ingest import write_text_atomic
+from ..rundir import RunDir
+from .module import epoch_mean
 
 log = logging.getLogger("clearface")
 
@@ -20,12 +18,13 @@ COLUMNS = ["epoch", "train_loss", "val_loss", "val_hter", "val_far", "val_frr", 
 
 
 class EpochSummary(L.Callback):
-    def __init__(self, path):
-        self.path = Path(path)
-        self.rows: list[dict] = []
-        if self.path.exists():  # resumed run: keep earlier epochs
-            with open(self.path, newline="") as f:
-                self.rows = list(csv.DictReader(f))
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.rows: list[dict] = run.read_summary_rows()  # resumed run: keep earlier epochs
+
+    def on_train_start(self, trainer, pl_module):
+        # A run resumed mid-epoch gets no on_train_epoch_start for that epoch.
+        self._t0, self._tv = time.perf_counter(), None
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._t0, self._tv = time.perf_counter(), None
@@ -40,7 +39,7 @@ class EpochSummary(L.Callback):
         losses = pl_module._train_loss
         v = pl_module.last_val
         row = {"epoch": trainer.current_epoch + 1,
-               "train_loss": float(sum(float(x) for x in losses) / max(1, len(losses))),
+               "train_loss": epoch_mean(losses),
                **{k: v.get(k, float("nan")) for k in COLUMNS[2:9]},
                "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan"),
                "train_seconds": t_train,
@@ -53,11 +52,7 @@ class EpochSummary(L.Callback):
         row = {k: (round(x, 6) if isinstance(x, float) else x) for k, x in row.items()}
         self.rows = [r for r in self.rows if int(r["epoch"]) != row["epoch"]] + [row]
         if trainer.is_global_zero:
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
-            w.writeheader()
-            w.writerows(self.rows)
-            write_text_atomic(self.path, buf.getvalue())
+            self.run.write_summary_rows(self.rows, COLUMNS)
             log.info("epoch %d: train_loss %.4f val_hter %.4f (FAR %.4f FRR %.4f) AUC %.4f  %.0f img/s",
                      row["epoch"], row["train_loss"], row["val_hter"], row["val_far"], row["val_frr"],
                      row["val_auc"], row["train_images_per_s"])
@@ -69,6 +64,10 @@ class StopAfter(L.Callback):
 
     def __init__(self, epochs: int):
         self.epochs = epochs
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.current_epoch >= self.epochs:  # resumed after this invocation's last epoch: nothing to do
+            trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.current_epoch + 1 >= self.epochs:
@@ -90,15 +89,14 @@ class HoldoutTracker(L.Callback):
         import torch
 
         from .. import metrics
+        from ..engines import score_in_batches
         was_training = pl_module.training
         pl_module.eval()
-        scores = []
         with torch.inference_mode():
-            for s in range(0, len(self.labels), 512):
-                x = torch.from_numpy(np.ascontiguousarray(self.images[s:s + 512])).to(pl_module.device)
-                scores.append(pl_module.score(x).float().cpu().numpy())
+            scores = score_in_batches(lambda c: pl_module.score(
+                torch.from_numpy(np.ascontiguousarray(c)).to(pl_module.device)).float().cpu().numpy(), self.images)
         pl_module.train(was_training)
         tau = pl_module.last_val["val_threshold"]
-        far, frr = metrics.far_frr(np.concatenate(scores), self.labels, tau)
+        far, frr = metrics.far_frr(scores, self.labels, tau)
         pl_module.last_val.update(holdout_hter=(far + frr) / 2, holdout_far=far, holdout_frr=frr)
         pl_module.log("holdout_hter", (far + frr) / 2, rank_zero_only=True)

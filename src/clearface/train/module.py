@@ -9,16 +9,26 @@ import numpy as np
 import torch
 
 from .. import metrics
+from ..calibration import fit_threshold
 from ..data.augment import AugmentConfig, augment_batch, mixup
+from ..engines import tta_probability
 from ..models import get_model, get_model_entry
 from . import losses
+from .checkpoints import batch_seed
+
+
+def epoch_mean(values) -> float:
+    """Mean of one epoch's batch losses (tensors, maybe on several devices), in batch order."""
+    return float(sum(float(x) for x in values) / len(values)) if len(values) else float("nan")
 
 
 class HTERModule(L.LightningModule):
-    def __init__(self, cfg: dict, pos_weight: float):
+    def __init__(self, cfg: dict, pos_weight: float, seed: int = 0):
+        """``seed``: with the epoch and batch number, it alone decides a training batch's randomness."""
         super().__init__()
         self.save_hyperparameters()  # resolved config lands in every checkpoint
         self.cfg = cfg
+        self.seed = int(seed)
         entry = get_model_entry(cfg["model"])
         self.model = get_model(cfg["model"], **(cfg.get("model_kwargs") or {}))
         if cfg["channels_last"]:
@@ -58,10 +68,7 @@ class HTERModule(L.LightningModule):
     def score(self, x_uint8):
         """Class-1 probabilities with the configured TTA (as the saved model file will compute them)."""
         x = self._prepare(x_uint8, train=False)
-        p = torch.sigmoid(self.model(x))
-        if self.cfg["tta"] == "flip":
-            p = (p + torch.sigmoid(self.model(torch.flip(x, dims=[3])))) / 2
-        return p
+        return tta_probability([self.model], x, self.cfg["tta"])
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self):
@@ -69,6 +76,11 @@ class HTERModule(L.LightningModule):
         if dm is not None and dm.train_sampler is not None:
             dm.train_sampler.set_epoch(self.current_epoch)
         self._epoch_start, self._seen, self._train_loss = time.perf_counter(), 0, []
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # Augmentation, mixup and dropout draw from the global generators; reseeding them per batch
+        # makes a run continued from any batch boundary draw exactly what an uninterrupted one does.
+        torch.manual_seed(batch_seed(self.seed, self.current_epoch, batch_idx, self.global_rank))
 
     def training_step(self, batch, batch_idx):
         x, y, _ = batch
@@ -84,9 +96,21 @@ class HTERModule(L.LightningModule):
 
     def on_train_epoch_end(self):
         elapsed = time.perf_counter() - (self._epoch_start or time.perf_counter())
-        self.last_val["train_loss"] = float(torch.stack(self._train_loss).mean()) if self._train_loss else float("nan")
+        self.last_val["train_loss"] = epoch_mean(self._train_loss)
         self.last_val["train_seconds"] = elapsed
         self.last_val["train_images_per_s"] = self._seen * self.trainer.world_size / max(elapsed, 1e-9)
+
+    def on_save_checkpoint(self, checkpoint):
+        # A mid-epoch checkpoint carries the epoch's losses so far: the resumed epoch's mean is the same.
+        checkpoint["clearface_epoch"] = {
+            "train_loss": torch.stack([x.detach().float().cpu() for x in self._train_loss]) if self._train_loss
+            else torch.zeros(0), "seen": int(self._seen)}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("clearface_epoch")
+        if state is not None:
+            self._train_loss = list(state["train_loss"].unbind(0))
+            self._seen = int(state["seen"])
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self):
@@ -116,7 +140,7 @@ class HTERModule(L.LightningModule):
         eps = 1e-6
         pc = np.clip(p, eps, 1 - eps)
         val_loss = float(-(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean())
-        tau = metrics.choose_threshold(p, y, self.cfg["threshold_method"])
+        tau = fit_threshold(p, y, self.cfg["threshold_method"])
         s = metrics.summarize(p, y, tau)
         values = {"val_loss": val_loss, "val_hter": s.hter, "val_far": s.far, "val_frr": s.frr,
                   "val_eer": s.eer, "val_auc": s.auc, "val_threshold": tau, "val_n": float(s.n)}

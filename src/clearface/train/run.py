@@ -1,14 +1,13 @@
 """``clearface train``: ingest -> split -> fit (per fold) -> calibrate tau -> held-out score -> model file.
 
-A run folder holds ``config.yaml`` (resolved), ``split.csv``, ``summary.csv`` (per epoch),
-``train.log``, TensorBoard events under ``tb/``, Lightning checkpoints under ``checkpoints/``
-(model, optimiser, scheduler, epoch, config), ``metrics.json`` and ``model.pt``.
+The run folder's files (resolved config, split, per-epoch summary, log, TensorBoard events,
+checkpoints, validation/held-out scores, metrics and the model file) are named and written by
+:class:`clearface.rundir.RunDir`.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import time
@@ -16,12 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import config as config_mod
+from .. import settings
 from .. import metrics
-from ..data import load_labelled, write_text_atomic
-from ..data.split import TEST, TRAIN, VAL, fold_parts, load_split, make_split, save_split
+from ..calibration import choose_and_score
+from ..data import load_labelled
+from ..data.split import TEST, TRAIN, VAL, fold_parts, make_split
 from ..errors import ClearfaceError
-from ..inference import build_scorer, make_model_file, save_model_file, score_array
+from ..engines import TorchEngine
+from ..modelfile import make_model_file, save_model_file
+from ..outputs import write_text_atomic
+from ..rundir import RunDir
 
 log = logging.getLogger("clearface")
 
@@ -31,7 +34,7 @@ def _setup_logging(out: Path) -> None:
     for h in list(log.handlers):
         log.removeHandler(h)
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    for h in (logging.FileHandler(out / "train.log"), logging.StreamHandler()):
+    for h in (logging.FileHandler(RunDir(out).log_path), logging.StreamHandler()):
         h.setFormatter(fmt)
         log.addHandler(h)
     log.propagate = False
@@ -60,13 +63,17 @@ def _blob(cfg, members, tau=0.5, tau_source="", val_metrics=None):
 
 def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int, extra_train=None):
     import lightning as L
-    import torch
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from ..data.datamodule import FaceDataModule
     from .callbacks import EpochSummary, HoldoutTracker, StopAfter
+    from .checkpoints import RunCheckpoints, check_resumable, check_weights_fit, load_best_weights
     from .module import HTERModule
+
+    ckpt_dir = RunDir(run_dir).checkpoints
+    # Refuse a planted or damaged checkpoint before any work: one line, nothing trained.
+    last = check_resumable(ckpt_dir) if resume else None
 
     train_idx, val_idx = np.flatnonzero(parts == TRAIN), np.flatnonzero(parts == VAL)
     y_train = labels[train_idx] if extra_train is None else np.concatenate([labels[train_idx], extra_train[1]])
@@ -76,17 +83,15 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
              run_dir.name, len(y_train), n0, n1,
              f" incl. {len(extra_train[1])} pseudo-labelled" if extra_train is not None else "", len(val_idx), pos_weight)
     L.seed_everything(seed, workers=True, verbose=False)
-    module = HTERModule(cfg, pos_weight)
+    module = HTERModule(cfg, pos_weight, seed)
     dm = FaceDataModule(images, labels, train_idx, val_idx, cfg["batch_size"], cfg["eval_batch_size"],
                         cfg["imbalance"], seed, extra_train)
-    ckpt_dir = run_dir / "checkpoints"
-    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_hter", mode="min",
-                              save_last=True, save_top_k=1)
-    callbacks = [best_cb]
+    minutes = cfg.get("checkpoint_minutes", 10)
+    callbacks = [RunCheckpoints(ckpt_dir, float(minutes) * 60 if minutes else None)]
     test_idx = np.flatnonzero(parts == TEST)
     if cfg.get("track_holdout") and len(test_idx):
         callbacks.append(HoldoutTracker(images[test_idx], labels[test_idx]))
-    callbacks += [EpochSummary(run_dir / "summary.csv"), LearningRateMonitor("epoch")]
+    callbacks += [EpochSummary(RunDir(run_dir)), LearningRateMonitor("epoch")]
     if cfg.get("stop_after"):
         callbacks.append(StopAfter(int(cfg["stop_after"])))
     if cfg["early_stopping_patience"]:
@@ -95,26 +100,34 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
         max_epochs=cfg["epochs"], max_time={"minutes": float(cfg["max_minutes"])} if cfg.get("max_minutes") else None,
         accelerator=cfg["accelerator"], devices=cfg["devices"],
         num_nodes=cfg["num_nodes"], strategy=cfg["strategy"], precision=cfg["precision"],
-        callbacks=callbacks, logger=TensorBoardLogger(str(run_dir), name="tb", version=""),
+        callbacks=callbacks, logger=TensorBoardLogger(str(run_dir), name=RunDir.TENSORBOARD, version=""),
         default_root_dir=str(run_dir), num_sanity_val_steps=0, use_distributed_sampler=False,
         enable_progress_bar=bool(cfg["progress_bar"]), log_every_n_steps=cfg["log_every_n_steps"],
         enable_model_summary=False,
     )
-    last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
-    if resume and ckpt_path is None and (run_dir / "model.pt").exists():
-        log.info("%s: already finished", run_dir)
-    trainer.fit(module, dm, ckpt_path=ckpt_path)
-    best = best_cb.best_model_path or (str(last) if last.exists() else "")
-    if best:
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
+    if last is not None:
+        check_weights_fit(module, last)
+        log.info("%s: resuming from %s", run_dir.name, last.relative_to(run_dir))
+    trainer.fit(module, dm, ckpt_path=str(last) if last is not None else None, weights_only=True)
+    load_best_weights(module, ckpt_dir)  # the fold's model is its best epoch (else its last)
     return trainer, module, val_idx
+
+
+def _check_resumable_run(out: Path, folds: int) -> None:
+    from ..data.cache import sweep_stale_temp
+    from .checkpoints import check_resumable
+    run = RunDir(out)
+    for d in [run] if folds == 1 else [run.fold(k) for k in range(folds)]:
+        check_resumable(d.checkpoints)
+        for folder in (d.path, d.checkpoints):
+            sweep_stale_temp(folder, hidden_only=True)
 
 
 def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     """Run the whole recipe; returns the metrics written to ``metrics.json``."""
     out = Path(out)
+    if resume:  # refuse a planted or damaged checkpoint before any work, and clear a killed run's temp files
+        _check_resumable_run(out, cfg["folds"])
     out.mkdir(parents=True, exist_ok=True)
     _setup_logging(out)
     t_start = time.perf_counter()
@@ -127,23 +140,23 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     log.info("data: %d images from %s (%d class 0, %d class 1), loaded in %.1fs", len(y), data,
              int((y == 0).sum()), int(y.sum()), time.perf_counter() - t_start)
 
-    split_path = out / "split.csv"
-    if resume and split_path.exists():
-        parts = load_split(split_path)
+    run = RunDir(out)
+    if resume and run.split_path.exists():
+        parts = run.read_split()
         if len(parts) != len(y):
-            raise ClearfaceError(f"{split_path}: {len(parts)} rows but the data has {len(y)} images")
+            raise ClearfaceError(f"{run.split_path}: {len(parts)} rows but the data has {len(y)} images")
     else:
         split_seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
         parts = make_split(y, hashes, cfg["val_fraction"], cfg["holdout"], split_seed, cfg["holdout_seed"], cfg["folds"])
-        save_split(split_path, names, y, parts)
-    write_text_atomic(out / "config.yaml", config_mod.dump(cfg))
+        run.write_split(names, y, parts)
+    write_text_atomic(run.config_path, settings.dump(cfg))
     extra_train = _pseudo_labelled(cfg, hashes, parts)
 
     folds = cfg["folds"]
     oof = np.full(len(y), np.nan, np.float32)
     members, trainer = [], None
     for k in range(folds):
-        fold_dir = out if folds == 1 else out / f"fold{k}"
+        fold_dir = out if folds == 1 else run.fold(k).path
         fold_dir.mkdir(exist_ok=True)
         p = parts if folds == 1 else fold_parts(parts, k)
         trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k, extra_train)
@@ -151,14 +164,13 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
             continue
         member = _member(cfg, module.model)
         members.append(member)
-        scorer = build_scorer(_blob(cfg, [member]))
-        oof[val_idx] = score_array(scorer, images[val_idx], cfg["eval_batch_size"])
+        oof[val_idx] = TorchEngine(_blob(cfg, [member])).score(images[val_idx], cfg["eval_batch_size"])
 
     result: dict = {}
     if trainer is None or trainer.global_rank == 0:
-        result = _calibrate_and_save(cfg, out, images, y, parts, oof, members, names)
+        result = _calibrate_and_save(cfg, run, images, y, parts, oof, members, names)
         result["train_minutes"] = round((time.perf_counter() - t_start) / 60, 2)
-        write_text_atomic(out / "metrics.json", json.dumps(result, indent=2))
+        run.write_metrics(result)
         log.info("done in %.1f min: val HTER %.4f at tau %.4f%s", result["train_minutes"], result["val"]["hter"],
                  result["threshold"], f"; held-out HTER {result['test']['hter']:.4f}" if "test" in result else "")
     if trainer is not None and trainer.world_size > 1:
@@ -189,32 +201,19 @@ def _pseudo_labelled(cfg, hashes, parts):
     return np.ascontiguousarray(unl.images[pos]), lab
 
 
-def _calibrate_and_save(cfg, out: Path, images, y, parts, oof, members, names) -> dict:
+def _calibrate_and_save(cfg, run: RunDir, images, y, parts, oof, members, names) -> dict:
     calib = ~np.isnan(oof)
-    n_cal = int(calib.sum())
     source = ("validation split" if cfg["folds"] == 1 else f"out-of-fold validation scores of {cfg['folds']} folds")
-    tau = metrics.choose_threshold(oof[calib], y[calib], cfg["threshold_method"])
-    val = metrics.summarize(oof[calib], y[calib], tau).as_dict()
-    result = {"threshold": tau, "threshold_method": cfg["threshold_method"],
-              "threshold_source": f"{source} ({n_cal} images)", "val": val,
-              "val_at_0.5": metrics.summarize(oof[calib], y[calib], 0.5).as_dict()}
-    blob = _blob(cfg, members, tau, result["threshold_source"], {"val": val})
-    test = parts == TEST
-    if test.any():
-        scorer = build_scorer(blob)
-        s = score_array(scorer, images[np.flatnonzero(test)], cfg["eval_batch_size"])
-        t = metrics.summarize_with_ci(s, y[test], tau)
-        result["test"] = t
-        result["test_protocol"] = (f"tau chosen on {result['threshold_source']}; scored on the {int(test.sum())}-image "
-                                   "held-out part (never trained or calibrated on)")
-        blob["metrics"]["test"] = t
-        _write_scores(out / "test_scores.csv", [names[i] for i in np.flatnonzero(test)], y[test], s, tau)
-    _write_scores(out / "val_scores.csv", [names[i] for i in np.flatnonzero(calib)], y[calib], oof[calib], tau)
-    save_model_file(blob, out / "model.pt")
+    source = f"{source} ({int(calib.sum())} images)"
+    blob = _blob(cfg, members, tau_source=source)
+    test = np.flatnonzero(parts == TEST)
+    s = TorchEngine(blob).score(images[test], cfg["eval_batch_size"]) if test.size else None
+    result = choose_and_score(oof[calib], y[calib], cfg["threshold_method"], source, s, y[test])
+    result["val_at_0.5"] = metrics.summarize(oof[calib], y[calib], 0.5).as_dict()
+    tau = result["threshold"]
+    blob.update(threshold=float(tau), metrics={k: result[k] for k in ("val", "test") if k in result})
+    if test.size:
+        run.write_scores(TEST, [names[i] for i in test], y[test], s, tau)
+    run.write_scores(VAL, [names[i] for i in np.flatnonzero(calib)], y[calib], oof[calib], tau)
+    save_model_file(blob, run.model_path)
     return result
-
-
-def _write_scores(path, names, labels, scores, tau) -> None:
-    lines = ["name,label,score,predicted"]
-    lines += [f"{n},{int(l)},{s:.6f},{int(s >= tau)}" for n, l, s in zip(names, labels, scores)]
-    write_text_atomic(path, "\n".join(lines) + "\n")

@@ -1,27 +1,24 @@
-"""Model files and scoring: the one path from uint8 images to scores and 0/1 labels.
+"""Model files: make, load, save and halve the self-describing ``model.pt``.
 
 A model file (``torch.save`` of plain data, loadable with ``weights_only=True``) holds one or
 more members (ensembles), the preprocessing, the test-time augmentation, the class meaning and
-the threshold tau chosen on validation data. :class:`Scorer` turns that into one ``nn.Module``
-mapping a float batch in [0, 1] to class-1 probabilities; the same module is used to calibrate
-tau after training, to predict, and to export to ONNX, so all three agree.
+the threshold tau chosen on validation data. Turning it into scores is
+:mod:`clearface.engines`' job; this module only knows the file.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import os
+import math
 from pathlib import Path
 
-import numpy as np
-
 from .errors import ClearfaceError
+from .outputs import atomic_path
 
 FORMAT = "clearface-model"
 FORMAT_VERSION = 1
 CLASSES = {"0": "occluded face (glasses, hat, cap, bandana or facial hair)", "1": "clean face"}
-
-
+MODEL_FILE_NAME = "model.pt"  # inside a run folder (see clearface.rundir)
 PACKAGED = {"default": "clearface_default.pt", "ensemble": "clearface_ensemble.pt"}
 
 
@@ -46,7 +43,7 @@ def resolve_model_path(model) -> Path:
     p = packaged_model_path()
     if p is None:
         raise ClearfaceError("no --model given and this build of clearface ships no trained model; "
-                             "train one with `clearface train` and pass --model RUN_DIR/model.pt")
+                             f"train one with `clearface train` and pass --model RUN_DIR/{MODEL_FILE_NAME}")
     return p
 
 
@@ -54,28 +51,65 @@ def model_file_path(model) -> Path:
     """The file behind ``--model``: a path, a run folder (its ``model.pt``), a packaged name, or
     None for the packaged default; it must exist."""
     p = resolve_model_path(model)
-    if p.is_dir() and (p / "model.pt").exists():
-        p = p / "model.pt"
+    if p.is_dir() and (p / MODEL_FILE_NAME).exists():
+        p = p / MODEL_FILE_NAME
     if not p.exists():
         raise ClearfaceError(f"{p}: no such model file")
     if p.is_dir():
-        raise ClearfaceError(f"{p}: folder has no model.pt (give a model file or a run folder)")
+        raise ClearfaceError(f"{p}: folder has no {MODEL_FILE_NAME} (give a model file or a run folder)")
     return p
 
 
+def check_threshold(tau, where) -> float:
+    """A stored tau must be a number in [0, 1]: scores are probabilities."""
+    value = float(tau) if isinstance(tau, (int, float)) else math.nan
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ClearfaceError(f"{where}: stored threshold {tau!r} is not a number in [0, 1]; "
+                             "re-choose it with `clearface calibrate`")
+    return value
+
+
 def load_model_file(path) -> dict:
+    """The model file behind ``path`` (see :func:`model_file_path`), checked: marker, format
+    version, members and a stored tau in [0, 1]; ``blob["path"]`` says where it came from."""
     p = model_file_path(path)
     import torch
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad pickle/zip
-        raise ClearfaceError(f"{p}: not a readable clearface model file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise ClearfaceError(f"{p}: not a readable clearface model file ({type(exc).__name__}: {(str(exc).splitlines() or ['empty or truncated'])[0][:200]})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ClearfaceError(f"{p}: not a clearface model file (no '{FORMAT}' marker)")
-    if blob.get("format_version", 0) > FORMAT_VERSION:
-        raise ClearfaceError(f"{p}: made by a newer clearface (format {blob['format_version']}); upgrade clearface")
+    _check_structure(blob, p)
+    blob["threshold"] = check_threshold(blob.get("threshold"), p)
     blob["path"] = str(p)
     return blob
+
+
+def _check_structure(blob: dict, p) -> None:
+    """Every field the engines read has the type they expect, so a damaged file is one line, not a traceback."""
+    version = blob.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ClearfaceError(f"{p}: damaged model file (format_version {version!r} is not a whole number)")
+    if version > FORMAT_VERSION:
+        raise ClearfaceError(f"{p}: made by a newer clearface (format {version}); upgrade clearface")
+    members = blob.get("members")
+    if not isinstance(members, list) or not members:
+        raise ClearfaceError(f"{p}: model file has no members (no network weights to score with)")
+    from .models import list_models
+    for i, m in enumerate(members):
+        if not (isinstance(m, dict) and isinstance(m.get("model"), str) and isinstance(m.get("state_dict"), dict)
+                and isinstance(m.get("model_kwargs") or {}, dict) and isinstance(m.get("build_kwargs") or {}, dict)):
+            raise ClearfaceError(f"{p}: damaged model file (member {i} lacks model/state_dict/model_kwargs)")
+        if m["model"] not in list_models():
+            raise ClearfaceError(f"{p}: member {i} is model {m['model']!r}, which this clearface does not know")
+    pre = blob.get("preprocess")
+    if not (isinstance(pre, dict) and all(isinstance(pre.get(k), (list, tuple)) and len(pre[k]) == 3
+                                          and all(isinstance(v, (int, float)) and math.isfinite(v) for v in pre[k])
+                                          for k in ("mean", "std"))):
+        raise ClearfaceError(f"{p}: damaged model file (preprocess needs 3 finite mean and std values)")
+    if blob.get("tta", "none") not in ("none", "flip"):
+        raise ClearfaceError(f"{p}: damaged model file (tta {blob.get('tta')!r} is not none or flip)")
 
 
 def make_model_file(members: list[dict], mean, std, tta: str, threshold: float, threshold_method: str,
@@ -88,7 +122,8 @@ def make_model_file(members: list[dict], mean, std, tta: str, threshold: float, 
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "members": members,  # [{"model": name, "model_kwargs": {...}, "state_dict": {...}}]
         "preprocess": {"size": 64, "mean": [float(v) for v in mean], "std": [float(v) for v in std],
-                       "input": "RGB, CHW, uint8 scaled to [0, 1], then (x - mean) / std"},
+                       "input": "RGB, CHW, uint8 scaled to [0, 1], then (x - mean) / std",
+                       **_step_record(config)},
         "tta": tta,
         "classes": CLASSES,
         "positive_class": 1,
@@ -99,6 +134,13 @@ def make_model_file(members: list[dict], mean, std, tta: str, threshold: float, 
         "metrics": metrics,
         "config": config,
     }
+
+
+def _step_record(config) -> dict:
+    """``step`` (the training setting ``preprocess``; old configs: ``resize``) and the face framing."""
+    from .preprocess import step_record
+    cfg = config if isinstance(config, dict) else {}
+    return step_record(cfg.get("preprocess") or ("resize" if cfg.get("resize") else "crop"))
 
 
 def halve_weights(blob: dict) -> dict:
@@ -117,64 +159,5 @@ def halve_weights(blob: dict) -> dict:
 
 def save_model_file(blob: dict, path) -> None:
     import torch
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({k: v for k, v in blob.items() if k != "path"}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def build_scorer(blob: dict):
-    """The model file as an ``nn.Module``: float ``(N, 3, 64, 64)`` in [0, 1] -> probabilities ``(N,)``."""
-    import torch
-    from torch import nn
-
-    from .models import get_model
-
-    class Scorer(nn.Module):
-        def __init__(self, members, mean, std, tta):
-            super().__init__()
-            self.members = nn.ModuleList(members)
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-            self.tta = tta
-
-        def forward(self, x):
-            x = (x - self.mean) / self.std
-            views = [x, torch.flip(x, dims=[3])] if self.tta == "flip" else [x]
-            probs = [torch.sigmoid(m(v)) for m in self.members for v in views]
-            return torch.stack(probs, 0).mean(0)
-
-    members = []
-    for i, spec in enumerate(blob["members"]):
-        kwargs = dict(spec.get("model_kwargs") or {})
-        kwargs.update(spec.get("build_kwargs") or {})  # e.g. pretrained=False: weights come from the file
-        net = get_model(spec["model"], **kwargs)
-        try:
-            net.load_state_dict(spec["state_dict"])
-        except RuntimeError as exc:
-            raise ClearfaceError(f"{blob.get('path', 'model file')}: member {i} weights do not fit model "
-                                 f"{spec['model']!r} ({str(exc).splitlines()[0][:200]})") from None
-        members.append(net)
-    pre = blob["preprocess"]
-    return Scorer(members, pre["mean"], pre["std"], blob.get("tta", "none")).eval()
-
-
-def score_array(scorer, images: np.ndarray, batch_size: int = 512, channels_last: bool = True) -> np.ndarray:
-    """Class-1 probabilities of uint8 ``(N, 3, 64, 64)`` images, in order."""
-    import torch
-    out = np.empty(len(images), np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).float().div_(255)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out[start:start + len(x)] = scorer(x).float().numpy()
-    return out
-
-
-def labels_from_scores(scores: np.ndarray, threshold: float) -> np.ndarray:
-    return (np.asarray(scores) >= threshold).astype(np.int8)

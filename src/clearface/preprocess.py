@@ -1,0 +1,223 @@
+"""Preprocessing as a named step stored in the model file (like torchvision's ``Weights.transforms``).
+
+Steps, each turning the files of a zip/folder into the ``3 x 64 x 64`` uint8 images the model scores:
+
+- ``crop``: the files are already 64x64 RGB face crops (the training images); anything else is an
+  error naming the file. Default, and what the packaged models store.
+- ``resize``: any image is squashed whole to 64x64 RGB (the old ``--resize``).
+- ``detect``: photos. Each photo is opened (EXIF orientation, any mode, pixel limit checked before
+  decoding), its faces are found and each is cut as the training crops are framed
+  (:mod:`clearface.faces`; the framing is stored in the model file as ``preprocess.framing``).
+
+Per-photo rule for ``detect`` (one score and one label per file, so label files stay line-aligned):
+**the largest face decides**; a photo with no usable face scores 0.0 and is labelled 0 ("no clean
+face found"). ``predict --faces`` lists every face.
+
+A model file's ``preprocess.step`` chooses the step; files made before steps existed read as
+``crop`` (``resize`` when their training config had ``resize: true``). ``--preprocess`` overrides it.
+"""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ClearfaceError
+
+STEPS = ("crop", "resize", "detect")
+DEFAULT_STEP = "crop"
+NO_FACE_SCORE = 0.0   # a photo without a usable face: no clean face found -> class 0
+NO_FACE_GREY = 128    # what galleries show for a photo without a face
+
+
+def check_step(step: str, where: str = "--preprocess") -> str:
+    if step not in STEPS:
+        raise ClearfaceError(f"{where}: unknown preprocessing step {step!r} (choose from {', '.join(STEPS)})")
+    return step
+
+
+def stored_step(blob_or_info: dict) -> str:
+    """The step a model file (or an engine's ``info``) asks for; old files: ``crop``/``resize`` from their config."""
+    pre = blob_or_info.get("preprocess") or {}
+    step = pre.get("step") if isinstance(pre, dict) else None
+    if step is None:
+        cfg = blob_or_info.get("config") or {}
+        step = "resize" if (isinstance(cfg, dict) and (cfg.get("resize") is True or cfg.get("preprocess") == "resize")) else "crop"
+    return check_step(step, f"{blob_or_info.get('path') or blob_or_info.get('model') or 'model file'}: preprocess.step")
+
+
+def stored_framing(blob_or_info: dict) -> dict | None:
+    pre = blob_or_info.get("preprocess") or {}
+    return pre.get("framing") if isinstance(pre, dict) else None
+
+
+def resolve(blob_or_info: dict, override: str | None = None) -> tuple[str, dict | None]:
+    """``(step, framing)``: ``override`` (``--preprocess``) or the stored step; for ``detect`` the
+    stored framing, else the measured one shipped with clearface."""
+    step = check_step(override) if override else stored_step(blob_or_info)
+    framing = None
+    if step == "detect":
+        from .faces.framing import check_framing, default_framing
+        stored = stored_framing(blob_or_info)
+        framing = check_framing(stored, f"{blob_or_info.get('path') or 'model file'}: preprocess.framing") \
+            if stored else default_framing()
+    return step, framing
+
+
+def step_source(engine, model) -> dict:
+    """The dict whose ``preprocess`` names a loaded engine's step: the torch engine's model file;
+    for an ONNX export its metadata, or the .pt model file when that metadata predates steps."""
+    blob = getattr(engine, "blob", None)
+    if blob is not None:
+        return blob
+    info = engine.info
+    if "step" not in (info.get("preprocess") or {}):
+        from .modelfile import load_model_file, model_file_path
+        try:
+            path = model_file_path(model)
+            if path.suffix != ".onnx":
+                return load_model_file(path)
+        except ClearfaceError:
+            pass
+    return info
+
+
+def step_record(step: str, framing: dict | None = None) -> dict:
+    """What a model file's ``preprocess`` dict gains: ``step`` (and ``framing``, always the
+    measured default for ``detect`` unless given, and stored for every step so that ``--preprocess
+    detect`` on a crop model frames faces the way that model was trained)."""
+    from .faces.framing import default_framing
+    check_step(step, "preprocess")
+    return {"step": step, "framing": framing or default_framing()}
+
+
+def step_arg(preprocess: str | None, resize: bool = False) -> str | None:
+    """``--preprocess`` with ``--resize`` as its old alias (None: the model file's step)."""
+    if resize:
+        if preprocess not in (None, "resize"):
+            raise ClearfaceError(f"--resize contradicts --preprocess {preprocess}: give one")
+        return "resize"
+    return check_step(preprocess) if preprocess else None
+
+
+# ---------------------------------------------------------------------------- applying a step
+
+@dataclass
+class Prepared:
+    """The images of a zip/folder after a step. ``names``/``images`` are one per file (as
+    :class:`clearface.data.ImageSet`); with ``detect``, ``images[i]`` is photo i's largest face
+    (grey when it has none) and ``faces[i]`` all its faces."""
+
+    names: list[str]
+    images: np.ndarray
+    step: str
+    source: str
+    has_face: np.ndarray
+    faces: list[list] | None = None
+    framing: dict | None = None
+    face_scores: list[np.ndarray] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_faces(self) -> int:
+        return int(sum(len(f) for f in self.faces)) if self.faces is not None else len(self.names)
+
+    def score(self, score_fn, batch_size: int = 512) -> np.ndarray:
+        """One score per file: the model's score (crop/resize), or the largest face's score with
+        ``NO_FACE_SCORE`` for photos without a face (detect). Faces' own scores go to ``face_scores``."""
+        if self.faces is None:
+            return np.asarray(score_fn(self.images, batch_size=batch_size), np.float32)
+        crops = [f.crop for fs in self.faces for f in fs]
+        flat = (np.asarray(score_fn(np.stack(crops), batch_size=batch_size), np.float32) if crops
+                else np.zeros(0, np.float32))
+        counts = [len(fs) for fs in self.faces]
+        self.face_scores = np.split(flat, np.cumsum(counts)[:-1]) if counts else []
+        return np.array([s[0] if len(s) else NO_FACE_SCORE for s in self.face_scores], np.float32)
+
+
+def prepare(data, step: str, framing: dict | None = None, cache_dir=None, use_cache: bool = False,
+            workers: int | None = None, max_pixels: int | None = None, limit: int | None = None) -> Prepared:
+    """Apply ``step`` to every file of ``data`` (zip or folder of numerically named images).
+
+    ``crop``/``resize`` go through the decoded-image cache (keyed by the step) when ``use_cache``;
+    ``detect`` always runs (detection depends on the framing and is not cached).
+    """
+    check_step(step)
+    if step != "detect":
+        from .data import load_images
+        s = load_images(data, step=step, cache_dir=cache_dir, use_cache=use_cache, workers=workers, limit=limit)
+        return Prepared(s.names, s.images, step, s.source, np.ones(len(s.names), bool))
+    return detect_faces_in(data, framing, workers=workers, max_pixels=max_pixels, limit=limit)
+
+
+def detect_faces_in(data, framing: dict | None = None, workers: int | None = None,
+                    max_pixels: int | None = None, limit: int | None = None) -> Prepared:
+    """Open every photo of ``data``, find and cut its faces (threads; torch single-threaded inside)."""
+    from .data import list_images
+    from .faces import DEFAULT_MAX_PIXELS, find_faces, load_detector, open_photo
+    from .faces.framing import default_framing
+    framing = framing or default_framing()
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    p = Path(data).expanduser()
+    names = list_images(p)
+    if limit:
+        names = names[:int(limit)]
+    load_detector()  # a missing detector is reported before any photo is read
+    local = threading.local()
+
+    def one(name: str):
+        shown = f"{p}:{name}" if not p.is_dir() else str(p / name)
+        try:
+            if p.is_dir():
+                raw = (p / name).read_bytes()
+            else:
+                if not hasattr(local, "zf"):
+                    local.zf = zipfile.ZipFile(p)
+                raw = local.zf.read(name)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ClearfaceError(f"{shown}: unreadable entry ({exc})") from None
+        return find_faces(open_photo(raw, shown, max_pixels), framing)
+
+    import torch
+    from .engines import available_cores
+    n_workers = max(1, min(workers or available_cores(), len(names)))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # one photo per core beats one photo on all cores (small tensors)
+        if n_workers > 1:
+            with ThreadPoolExecutor(n_workers) as pool:
+                faces = list(pool.map(one, names))
+        else:
+            faces = [one(n) for n in names]
+    finally:
+        torch.set_num_threads(threads)
+    images = np.full((len(names), 3, 64, 64), NO_FACE_GREY, np.uint8)
+    for i, fs in enumerate(faces):
+        if fs:
+            images[i] = fs[0].crop
+    return Prepared(names, images, "detect", str(p), np.array([bool(f) for f in faces]), faces, framing)
+
+
+def faces_csv(prepared: Prepared, threshold: float) -> str:
+    """``--faces``: one row per face (image, face index, box, detector confidence, score, label); a
+    photo with no face gets one row with face ``no_face``, score 0 and label 0 (the per-photo rule)."""
+    from .calibration import labels_from_scores
+    if prepared.faces is None or prepared.face_scores is None:
+        raise ClearfaceError("--faces needs --preprocess detect (and scored photos)")
+    rows = ["image,face,x0,y0,x1,y1,confidence,score,label"]
+    for name, fs, sc in zip(prepared.names, prepared.faces, prepared.face_scores):
+        if not fs:
+            rows.append(f"{name},no_face,,,,,,{NO_FACE_SCORE:.6f},0")
+            continue
+        labels = labels_from_scores(sc, threshold)
+        for k, (f, s, lab) in enumerate(zip(fs, sc, labels)):
+            x0, y0, x1, y1 = f.box
+            rows.append(f"{name},{k},{x0:.1f},{y0:.1f},{x1:.1f},{y1:.1f},{f.confidence:.4f},{s:.6f},{int(lab)}")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,222 @@
+"""int8 ONNX: static quantisation of a float ONNX export with onnxruntime's quantisation tools.
+
+Weights are quantised per output channel, activations per tensor with ranges measured on
+calibration images (uint8 ``(N, 3, 64, 64)``, e.g. the validation part; never the held-out part).
+The float export's clearface metadata is carried over, with a ``quantization`` entry saying how
+the file was made; tau is the float model's unless a tau re-chosen on labelled validation images
+for the int8 scores is given (``threshold=``), in which case ``threshold_source`` says so.
+
+Format choice (measured with ``benchmarks/bench_int8.py`` on the 2-core x86 machine, AVX2):
+QDQ with uint8 activations and int8 weights (U8S8) is what onnxruntime fuses into its fastest
+int8 kernels on x86; S8S8 and the QOperator format are kept as options for measuring.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ClearfaceError
+
+FORMATS = ("qdq", "qoperator")
+ACTIVATIONS = ("u8", "s8")
+CALIBRATIONS = ("minmax", "percentile", "entropy")
+DEFAULT_CALIBRATION_IMAGES = 1000
+
+
+def calibration_sample(n_images: int, count: int = DEFAULT_CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``count`` images drawn without replacement (all of them if fewer)."""
+    if n_images <= count:
+        return np.arange(n_images)
+    return np.sort(np.random.default_rng(seed).choice(n_images, count, replace=False))
+
+
+def _reader(images: np.ndarray, batch_size: int):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from .export import INPUT_NAME
+
+    class UInt8ImageReader(CalibrationDataReader):
+        """Feeds uint8 CHW images to the calibrator as the graph's float input in [0, 1]."""
+
+        def __init__(self):
+            self.start = 0
+
+        def get_next(self):
+            if self.start >= len(images):
+                return None
+            chunk = np.asarray(images[self.start:self.start + batch_size], dtype=np.float32) / 255.0
+            self.start += batch_size
+            return {INPUT_NAME: chunk}
+
+        def rewind(self):
+            self.start = 0
+
+    return UInt8ImageReader()
+
+
+def _read_meta(proto) -> dict:
+    return {e.key: e.value for e in proto.metadata_props}
+
+
+def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activations: str = "u8",
+                  per_channel: bool = True, calibration: str = "minmax", preprocess: bool = True,
+                  threshold: float | None = None, threshold_source: str | None = None,
+                  batch_size: int = 64, reduce_range: bool = True, exclude_ops: tuple = ()) -> dict:
+    """Write the int8 version of the clearface ONNX export ``float_onnx`` to ``out``.
+
+    ``images``: uint8 ``(N, 3, 64, 64)`` calibration images. ``threshold``: tau re-chosen for the
+    int8 scores (``threshold_source`` says on what); None keeps the float export's tau. Written
+    under a temporary name and renamed. Returns the metadata stored (decoded).
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from .export import decode_meta, onnx_output
+
+    if fmt not in FORMATS or activations not in ACTIVATIONS or calibration not in CALIBRATIONS:
+        raise ClearfaceError(f"int8: unknown setting (format {fmt!r} of {FORMATS}, activations {activations!r} "
+                             f"of {ACTIVATIONS}, calibration {calibration!r} of {CALIBRATIONS})")
+    images = np.asarray(images) if not isinstance(images, np.ndarray) else images
+    if images.ndim != 4 or images.shape[1:] != (3, 64, 64) or images.dtype != np.uint8 or not len(images):
+        raise ClearfaceError(f"int8: calibration images must be uint8 (N, 3, 64, 64), N >= 1; got "
+                             f"{images.dtype} {tuple(images.shape)}")
+    float_onnx, out = Path(float_onnx), onnx_output(out)
+    src = onnx.load(str(float_onnx))
+    meta = decode_meta(_read_meta(src), float_onnx)
+
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[calibration]
+    act_type = QuantType.QUInt8 if activations == "u8" else QuantType.QInt8
+    settings = {"format": fmt, "activations": activations, "weights": "s8", "per_channel": bool(per_channel),
+                "calibration": calibration, "calibration_images": int(len(images)), "pre_process": bool(preprocess),
+                "reduce_range": bool(reduce_range), "float_ops": list(exclude_ops)}
+    if calibration != "minmax" and len(images) > batch_size:
+        # the histogram calibrators stack per-batch outputs: every batch must have the same size
+        images = images[:len(images) // batch_size * batch_size]
+    with tempfile.TemporaryDirectory(prefix="clearface_int8_", dir=out.parent) as tmp:
+        model_in = float_onnx
+        if preprocess:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+            model_in = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(float_onnx), str(model_in), skip_symbolic_shape=False)
+        quantized = Path(tmp) / "int8.onnx"
+        graph = onnx.load(str(model_in)).graph
+        exclude = [n.name for n in graph.node if n.op_type in exclude_ops or n.name in exclude_ops]
+        extra = {"ActivationSymmetric": activations == "s8"}
+        if calibration == "minmax":  # fold ranges every few batches: memory stays flat for big ensembles
+            extra["CalibMaxIntermediateOutputs"] = 4
+        quantize_static(str(model_in), str(quantized), _reader(images, batch_size),
+                        quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                        per_channel=per_channel, reduce_range=reduce_range, nodes_to_exclude=exclude,
+                        activation_type=act_type, weight_type=QuantType.QInt8,
+                        calibrate_method=method,
+                        extra_options=extra)
+        meta = dict(meta, quantization=settings)
+        if threshold is not None:
+            meta = _with_threshold(meta, threshold, threshold_source)
+        _save_with_meta(onnx.load(str(quantized)), meta, out)
+    return meta
+
+
+def _with_threshold(meta: dict, tau: float, source: str | None) -> dict:
+    from .modelfile import check_threshold
+    tau = check_threshold(tau, "int8 threshold")
+    return dict(meta, float_threshold=meta.get("float_threshold", meta["threshold"]), threshold=tau,
+                threshold_source=source)
+
+
+def _save_with_meta(proto, meta: dict, out: Path) -> None:
+    """``proto`` with ``meta`` as its clearface metadata, written to ``out`` atomically."""
+    from .export import stamp_metadata
+    from .outputs import write_bytes_atomic
+    stamp_metadata(proto, meta, "clearface binary face classifier, int8 (static quantisation): "
+                   "score = P(class 1 = clean face)")
+    try:
+        write_bytes_atomic(out, proto.SerializeToString())
+    except OSError as exc:
+        raise ClearfaceError(f"{out}: cannot write ONNX file ({exc})") from None
+
+
+def set_threshold(path, tau: float, source: str) -> dict:
+    """Store a re-chosen tau (and where it was chosen) in an int8 export; the float tau is kept
+    as ``float_threshold``."""
+    import onnx
+
+    from .export import decode_meta
+    p = Path(path)
+    proto = onnx.load(str(p))
+    meta = _with_threshold(decode_meta(_read_meta(proto), p), tau, source)
+    _save_with_meta(proto, meta, p)
+    return meta
+
+
+GATES = {"agreement": 0.995, "hter_shift": 0.002, "speedup": 1.7}
+
+
+def int8_gates(val_labels, float_val, int8_val, test_labels, float_test, int8_test, float_unlabelled,
+               int8_unlabelled, float_tau: float | None, speedup: float | None, rule: str = "min_hter",
+               source: str = "validation part") -> dict:
+    """Issue 14's three gates for shipping int8 instead of float.
+
+    - ``agreement``: float labels (``float_tau``, what ships; None: tau chosen by ``rule`` on the
+      float validation scores) vs int8 labels (tau re-chosen by
+      ``rule`` on the int8 validation scores) on unlabelled images, >= 99.5 %;
+    - ``hter_shift``: held-out HTER of int8 minus float, each at its own tau chosen on validation,
+      within +-0.002;
+    - ``speedup``: int8 images/s over float images/s (measured by the caller, same run), >= 1.7.
+    """
+    from .calibration import choose_and_score, labels_from_scores
+    f = choose_and_score(float_val, val_labels, rule, source, float_test, test_labels)
+    q = choose_and_score(int8_val, val_labels, rule, source, int8_test, test_labels)
+    float_tau = f["threshold"] if float_tau is None else float(float_tau)
+    fl = labels_from_scores(float_unlabelled, float_tau)
+    agreement = float(np.mean(fl == labels_from_scores(int8_unlabelled, q["threshold"])))
+    shift = float(q["test"]["hter"] - f["test"]["hter"])
+    passed = {"agreement": agreement >= GATES["agreement"], "hter_shift": abs(shift) <= GATES["hter_shift"],
+              "speedup": speedup is not None and speedup >= GATES["speedup"]}
+    return {"agreement": agreement, "agreement_n": int(len(fl)),
+            "agreement_same_tau": float(np.mean(fl == labels_from_scores(int8_unlabelled, float_tau))),
+            "hter_shift": shift, "speedup": speedup, "float": f, "int8": q, "threshold": q["threshold"],
+            "passed": passed, "passes": all(passed.values()), "limits": dict(GATES)}
+
+
+def export_int8(model, out, calib_data, calib_labels=None, calib_images: int = DEFAULT_CALIBRATION_IMAGES,
+                cache_dir=None, **settings) -> dict:
+    """``clearface export --int8``: the int8 ONNX of a model file, calibrated on ``calib_data``.
+
+    ``calib_data``: a zip/folder of images like the ones to be scored, e.g. the model's validation
+    images (never its held-out ones); ``calib_images`` of them (a seeded sample) calibrate the
+    activation ranges. With ``calib_labels`` (one 0/1 per image), tau is re-chosen on those images
+    for the int8 scores by the model's threshold rule; otherwise the float model's tau is kept.
+    """
+    from .calibration import fit_threshold
+    from .data import load_images, read_labels
+    from .engines import OnnxEngine, load_engine
+    from .modelfile import load_model_file
+
+    from .export import read_metadata
+    from .modelfile import resolve_model_path
+
+    labels = read_labels(calib_labels) if calib_labels is not None else None
+    if resolve_model_path(model).suffix == ".onnx":  # a float export: quantise it as it is
+        float_onnx = resolve_model_path(model)
+        rule = read_metadata(float_onnx).get("threshold_method")
+    else:
+        blob = load_model_file(model)
+        rule = blob.get("threshold_method")
+        float_onnx = Path(load_engine(blob["path"], "onnx", cache_dir=cache_dir, blob=blob).info["onnx"])
+    if read_metadata(float_onnx).get("quantization"):
+        raise ClearfaceError(f"{float_onnx}: already an int8 export")
+    imgs = load_images(calib_data, cache_dir=cache_dir).images
+    if labels is not None and len(labels) != len(imgs):
+        raise ClearfaceError(f"{calib_labels}: {len(labels)} labels but {len(imgs)} images in {calib_data}")
+    calib = np.ascontiguousarray(imgs[calibration_sample(len(imgs), calib_images)])
+    meta = quantize_onnx(float_onnx, out, calib, **settings)
+    if labels is not None:
+        rule = rule or "min_hter"
+        tau = fit_threshold(OnnxEngine(out).score(imgs), labels, rule)
+        meta = set_threshold(out, tau, f"{rule} on {Path(calib_data).name} ({len(labels)} labelled images), int8 scores")
+    return {**meta, "path": str(Path(out).expanduser())}

@@ -1,0 +1,112 @@
+"""int8 ONNX (clearface.quantize): scores close to float, metadata carried over, gates computed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clearface.errors import ClearfaceError
+
+
+@pytest.fixture(scope="module")
+def images(real_small):
+    from clearface.data import load_images
+    zip_path, _, labels = real_small
+    return np.ascontiguousarray(load_images(zip_path, use_cache=False).images), labels
+
+
+@pytest.fixture(scope="module")
+def float_onnx(tiny_model_file, tmp_path_factory):
+    from clearface.export import export_onnx
+    out = tmp_path_factory.mktemp("float") / "tiny.onnx"
+    export_onnx(tiny_model_file, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8_onnx(float_onnx, images, tmp_path_factory):
+    from clearface.quantize import quantize_onnx
+    out = tmp_path_factory.mktemp("int8") / "tiny.int8.onnx"
+    meta = quantize_onnx(float_onnx, out, images[0][:64])
+    return out, meta
+
+
+def test_int8_graph_is_quantised_and_scores_close_to_float(float_onnx, int8_onnx, images):
+    import onnx
+
+    from clearface.engines import OnnxEngine
+    path, _ = int8_onnx
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    x = images[0][64:]
+    fe, qe = OnnxEngine(float_onnx, threads=1), OnnxEngine(path, threads=1)
+    assert (fe.info["engine"], qe.info["engine"]) == ("onnx", "onnx-int8")
+    f, q = fe.score(x), qe.score(x)
+    assert q.shape == f.shape and q.dtype == np.float32
+    assert np.all((q >= 0) & (q <= 1))
+    assert np.abs(q - f).mean() < 0.02 and np.abs(q - f).max() < 0.1
+    assert not np.array_equal(q, f)  # really computed in int8
+
+
+def test_metadata_carried_over_and_threshold_restamped(float_onnx, int8_onnx):
+    from clearface.engines import OnnxEngine
+    from clearface.export import read_metadata
+    from clearface.quantize import set_threshold
+    path, meta = int8_onnx
+    src = read_metadata(float_onnx)
+    got = read_metadata(path)
+    for key in ("format", "threshold", "preprocess", "classes", "members", "tta"):
+        assert got[key] == src[key]
+    q = got["quantization"]
+    assert q["format"] == "qdq" and q["per_channel"] and q["calibration_images"] == 64
+    assert meta["quantization"] == q
+    set_threshold(path, 0.42, "min_hter on test images, int8 scores")
+    eng = OnnxEngine(path, threads=1)
+    assert eng.info["threshold"] == 0.42 and eng.meta["float_threshold"] == src["threshold"]
+    assert "int8" in eng.info["threshold_source"]
+    with pytest.raises(ClearfaceError, match="threshold"):
+        set_threshold(path, float("nan"), "x")
+    assert OnnxEngine(path, threads=1).info["threshold"] == 0.42  # refused: file untouched
+
+
+def test_bad_calibration_input_is_refused_without_output(float_onnx, images, tmp_path):
+    from clearface.quantize import quantize_onnx
+    out = tmp_path / "q.onnx"
+    with pytest.raises(ClearfaceError, match="uint8"):
+        quantize_onnx(float_onnx, out, images[0][:8].astype(np.float32))
+    with pytest.raises(ClearfaceError, match=".onnx"):
+        quantize_onnx(float_onnx, tmp_path / "q.bin", images[0][:8])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gates_computed_from_scores():
+    from clearface.quantize import int8_gates
+    rng = np.random.default_rng(0)
+    y = (rng.random(4000) < 0.8).astype(np.int8)
+    s = np.clip(0.5 + (y - 0.5) * 0.6 + rng.normal(0, 0.2, y.size), 0, 1).astype(np.float32)
+    val, test, unl = slice(0, 1500), slice(1500, 3000), slice(3000, 4000)
+    same = int8_gates(y[val], s[val], s[val], y[test], s[test], s[test], s[unl], s[unl], None, 2.0)
+    assert same["passes"] and same["agreement"] == 1.0 and same["hter_shift"] == 0.0
+    noisy = np.clip(s + rng.normal(0, 0.15, s.size), 0, 1)
+    g = int8_gates(y[val], s[val], noisy[val], y[test], s[test], noisy[test], s[unl], noisy[unl], None, 1.2)
+    assert not g["passed"]["speedup"] and not g["passed"]["agreement"] and not g["passes"]
+    assert g["agreement"] < 0.995 and g["int8"]["threshold"] == g["threshold"]
+    assert "held-out" in g["int8"]["test_protocol"]
+
+
+def test_cli_export_int8_rechooses_tau_on_calibration_labels(tiny_model_file, real_small, tmp_path, capsys):
+    import json
+
+    from clearface.cli import main
+    from clearface.export import read_metadata
+    zip_path, labels_path, _ = real_small
+    out = tmp_path / "tiny.int8.onnx"
+    assert main(["export", "--int8", "--model", str(tiny_model_file), "--out", str(out)]) == 2
+    assert "--calib-data" in capsys.readouterr().err and not out.exists()
+    assert main(["export", "--int8", "--model", str(tiny_model_file), "--out", str(out), "--calib-data",
+                 str(zip_path), "--calib-labels", str(labels_path), "--calib-images", "64", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    meta = read_metadata(out)
+    assert meta["quantization"]["calibration_images"] == 64 == result["quantization"]["calibration_images"]
+    assert "int8 scores" in meta["threshold_source"] and meta["float_threshold"] == 0.5
+    assert 0 <= meta["threshold"] <= 1
