@@ -7,7 +7,7 @@ Conventions, the same for every command:
 - options are spelled with dashes (``--cache-dir``); the old underscore spellings still work.
 
 Heavy imports (torch, Lightning) happen inside the sub-commands so ``clearface --help`` is instant.
-The sub-commands themselves live in :mod:`clearface.commands`.
+The sub-commands themselves live in :mod:`clearface.commands` (runs.py: train and run-level; scoring.py).
 """
 
 from __future__ import annotations
@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=PORT, default=8000, help="TCP port, 1..65535 (default 8000)")
     _opt(p, "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
          help="uvicorn log level (info logs every request)")
+    p.add_argument("--preprocess", choices=("crop", "resize", "detect"), default=None,
+                   help="step for every upload (default: a 64x64 image is a crop and is scored whole; any "
+                   "other image is a photo whose faces are found and cut; ?preprocess= overrides per request)")
     _add_engine(p)
 
     p = sub.add_parser("audit", help="rank likely wrong labels from out-of-fold scores (confident learning)",

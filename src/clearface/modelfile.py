@@ -8,7 +8,6 @@ the threshold tau chosen on validation data. Turning it into scores is
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from pathlib import Path
 
@@ -115,11 +114,12 @@ def _check_structure(blob: dict, p) -> None:
 def make_model_file(members: list[dict], mean, std, tta: str, threshold: float, threshold_method: str,
                     threshold_source: str, metrics: dict, config: dict) -> dict:
     from . import __version__
+    # No creation time in the file: the same run (uninterrupted, or killed and resumed) must give a
+    # byte-identical model file; provenance is the clearface version, the config and the metrics.
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "clearface_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "members": members,  # [{"model": name, "model_kwargs": {...}, "state_dict": {...}}]
         "preprocess": {"size": 64, "mean": [float(v) for v in mean], "std": [float(v) for v in std],
                        "input": "RGB, CHW, uint8 scaled to [0, 1], then (x - mean) / std",

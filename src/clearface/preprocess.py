@@ -19,9 +19,7 @@ A model file's ``preprocess.step`` chooses the step; files made before steps exi
 
 from __future__ import annotations
 
-import threading
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +31,7 @@ STEPS = ("crop", "resize", "detect")
 DEFAULT_STEP = "crop"
 NO_FACE_SCORE = 0.0   # a photo without a usable face: no clean face found -> class 0
 NO_FACE_GREY = 128    # what galleries show for a photo without a face
+PHOTOS_PER_WORKER = 8  # below this many photos per core, a worker costs more than it saves
 
 
 def check_step(step: str, where: str = "--preprocess") -> str:
@@ -157,11 +156,42 @@ def prepare(data, step: str, framing: dict | None = None, cache_dir=None, use_ca
     return detect_faces_in(data, framing, workers=workers, max_pixels=max_pixels, limit=limit)
 
 
+def _faces_of(path: str, names: list[str], framing: dict, max_pixels: int) -> list[list]:
+    """Open, detect and cut the faces of ``names`` in one zip/folder, one photo after another."""
+    import torch
+
+    from .faces import find_faces, open_photo
+    torch.set_num_threads(1)  # one photo per core beats one photo on all cores (small tensors)
+    p = Path(path)
+    zf = None if p.is_dir() else zipfile.ZipFile(p)
+    out = []
+    try:
+        for name in names:
+            shown = str(p / name) if zf is None else f"{p}:{name}"
+            try:
+                raw = (p / name).read_bytes() if zf is None else zf.read(name)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise ClearfaceError(f"{shown}: unreadable entry ({exc})") from None
+            out.append(find_faces(open_photo(raw, shown, max_pixels), framing))
+    finally:
+        if zf is not None:
+            zf.close()
+    return out
+
+
 def detect_faces_in(data, framing: dict | None = None, workers: int | None = None,
                     max_pixels: int | None = None, limit: int | None = None) -> Prepared:
-    """Open every photo of ``data``, find and cut its faces (threads; torch single-threaded inside)."""
+    """Open every photo of ``data``, find and cut its faces.
+
+    Detection is mostly small tensors and Python (MTCNN's pyramid and per-box crops), so threads
+    serialise on the GIL: photos are split across forked worker processes instead (the detector,
+    loaded first, is shared copy-on-write), each with torch on one thread.
+    """
+    import torch
+
     from .data import list_images
-    from .faces import DEFAULT_MAX_PIXELS, find_faces, load_detector, open_photo
+    from .engines import available_cores
+    from .faces import DEFAULT_MAX_PIXELS, load_detector
     from .faces.framing import default_framing
     framing = framing or default_framing()
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
@@ -170,32 +200,17 @@ def detect_faces_in(data, framing: dict | None = None, workers: int | None = Non
     if limit:
         names = names[:int(limit)]
     load_detector()  # a missing detector is reported before any photo is read
-    local = threading.local()
-
-    def one(name: str):
-        shown = f"{p}:{name}" if not p.is_dir() else str(p / name)
-        try:
-            if p.is_dir():
-                raw = (p / name).read_bytes()
-            else:
-                if not hasattr(local, "zf"):
-                    local.zf = zipfile.ZipFile(p)
-                raw = local.zf.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise ClearfaceError(f"{shown}: unreadable entry ({exc})") from None
-        return find_faces(open_photo(raw, shown, max_pixels), framing)
-
-    import torch
-    from .engines import available_cores
-    n_workers = max(1, min(workers or available_cores(), len(names)))
+    n_workers = max(1, min(workers or available_cores(), len(names) // PHOTOS_PER_WORKER))
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)  # one photo per core beats one photo on all cores (small tensors)
-        if n_workers > 1:
-            with ThreadPoolExecutor(n_workers) as pool:
-                faces = list(pool.map(one, names))
+        if n_workers == 1:
+            faces = _faces_of(str(p), names, framing, max_pixels)
         else:
-            faces = [one(n) for n in names]
+            from .data.pool import process_pool
+            chunks = [list(c) for c in np.array_split(np.array(names, dtype=object), n_workers)]
+            with process_pool(n_workers) as pool:
+                futures = [pool.submit(_faces_of, str(p), c, framing, max_pixels) for c in chunks]
+                faces = [f for fut in futures for f in fut.result()]
     finally:
         torch.set_num_threads(threads)
     images = np.full((len(names), 3, 64, 64), NO_FACE_GREY, np.uint8)

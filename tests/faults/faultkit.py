@@ -115,9 +115,11 @@ def differences(a, b, path: str = "") -> list[str]:
 
 
 def model_differences(a: Path, b: Path) -> list[str]:
-    """Differences between two model files, ignoring only their creation time."""
+    """Differences between two model files: their fields, then their bytes (the same run must give
+    the same file, byte for byte)."""
     import torch
     x, y = (torch.load(p, map_location="cpu", weights_only=True) for p in (a, b))
-    x.pop("created", None)
-    y.pop("created", None)
-    return differences(x, y)
+    fields = differences(x, y)
+    if fields:
+        return fields
+    return [] if a.read_bytes() == b.read_bytes() else [f"{a} and {b}: same fields, different bytes"]

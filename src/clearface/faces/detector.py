@@ -19,7 +19,7 @@ INSTALL = "pip install --no-deps facenet-pytorch==2.6.0 requests"
 MIN_FACE_PX = 32          # smallest usable face (detector box side, photo pixels): its crop is ~55 px, about native; smaller ones are mostly blur (and a bigger minimum keeps the pyramid short)
 DETECT_MAX_SIDE = 640     # the detector sees the photo at most this large (faces >= longer side / 32 still found)
 DETECT_MIN_FACE = 20      # ... and looks for faces of at least this many pixels in that copy
-THRESHOLDS = (0.6, 0.7, 0.7)   # MTCNN's own stage thresholds
+THRESHOLDS = (0.8, 0.8, 0.7)   # MTCNN stage thresholds (P, R, O-net); 0.8 on the first two prunes candidate boxes (87 -> 63 ms a 500x400 photo, one core) and found the same pasted faces (121 of 130)
 MIN_CONFIDENCE = 0.90     # final face probability below this is not a face (logos, textures)
 PYRAMID_FACTOR = 0.709
 

@@ -137,8 +137,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     imageset, y = load_labelled(data, labels, limit=cfg["limit_images"], resize=cfg["resize"],
                                 cache_dir=cfg["cache_dir"])
     images, hashes, names = imageset.images, imageset.hashes, imageset.names
-    log.info("data: %d images from %s (%d class 0, %d class 1), loaded in %.1fs", len(y), data,
-             int((y == 0).sum()), int(y.sum()), time.perf_counter() - t_start)
+    loaded = time.perf_counter() - t_start  # logged once the split exists: a bad split is then the only line
 
     run = RunDir(out)
     if resume and run.split_path.exists():
@@ -150,6 +149,8 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         parts = make_split(y, hashes, cfg["val_fraction"], cfg["holdout"], split_seed, cfg["holdout_seed"], cfg["folds"])
         run.write_split(names, y, parts)
     write_text_atomic(run.config_path, settings.dump(cfg))
+    log.info("data: %d images from %s (%d class 0, %d class 1), loaded in %.1fs", len(y), data,
+             int((y == 0).sum()), int(y.sum()), loaded)
     extra_train = _pseudo_labelled(cfg, hashes, parts)
 
     folds = cfg["folds"]
