@@ -9,6 +9,7 @@ the threshold tau chosen on validation data. Turning it into scores is
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 from .errors import ClearfaceError
@@ -157,7 +158,25 @@ def halve_weights(blob: dict) -> dict:
     return dict(blob, members=members, weights_dtype="float16")
 
 
+def _canonical(value):
+    """``value`` rebuilt with fresh containers and every string interned.
+
+    Pickle writes a back-reference when it meets the same object twice, so equal values that share
+    objects differently (a config read back from YAML on resume vs one built in memory) would give
+    different bytes. Rebuilt this way, a model file's bytes depend only on its values.
+    """
+    if isinstance(value, dict):
+        return {_canonical(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_canonical(v) for v in value)
+    if type(value) is str:
+        return sys.intern(value)
+    return value
+
+
 def save_model_file(blob: dict, path) -> None:
     import torch
     with atomic_path(path) as tmp:
-        torch.save({k: v for k, v in blob.items() if k != "path"}, tmp)
+        torch.save(_canonical({k: v for k, v in blob.items() if k != "path"}), tmp)
