@@ -21,14 +21,6 @@ def _offline_kwargs(name: str) -> dict:
     return {**({"pretrained": False} if "pretrained" in params else {}), **({"weights": None} if "weights" in params else {})}
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_registry_is_not_empty_and_sorted():
     names = list_models()
     assert "cfnet" in names and names == sorted(names)

@@ -17,14 +17,6 @@ from clearface.errors import ClearfaceError
 from clearface.models import IMAGENET_MEAN, get_model, get_model_entry
 from clearface.models import pretrained as P
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture
 def no_weights(tmp_path, monkeypatch):
     """An empty torch hub cache and no fdet package: no pretrained weights can be found."""
