@@ -96,3 +96,20 @@ def tiny_model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     save_model_file(blob, path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _model_tests_on_two_threads(request):
+    """Model tests run torch on 2 threads (the CI machine's cores), restored after.
+
+    Kept here rather than in tests/models/conftest.py: test modules import helpers with
+    `from conftest import ...`, and a second conftest.py would shadow this one."""
+    if "models" not in request.node.path.parts:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)

@@ -13,10 +13,10 @@ The sub-commands themselves live in :mod:`clearface.commands` (runs.py: train an
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import sys
 
+from .cli_options import (COUNT, FOLDS, PORT, SHARE, add_batch, add_cache_dir, add_data, add_engine, add_json,
+                          add_model, add_preprocess, add_rule, add_scoring, add_settings, opt, ranged, rule)
 from .errors import ClearfaceError
 
 
@@ -29,116 +29,31 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-# ---------------------------------------------------------------------------- value types
-
-def _number(text: str, whole: bool):
-    try:
-        v = int(text) if whole else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if whole else 'a number'}") from None
-    if not whole and not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"{text!r} is not finite")
-    return v
-
-
-def _ranged(whole: bool, lo=None, hi=None, lo_open=False, what=""):
-    def parse(text: str):
-        v = _number(text, whole)
-        if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"{text} is out of range {what}")
-        return v
-    parse.__name__ = what
-    return parse
-
-
-THRESHOLD = _ranged(False, 0, 1, what="[0, 1]")
-BATCH = _ranged(True, 1, 65536, what="1..65536")
-PORT = _ranged(True, 1, 65535, what="1..65535")
-COUNT = _ranged(True, 1, 10 ** 9, what=">= 1")
-FOLDS = _ranged(True, 2, 100, what="2..100")
-SHARE = _ranged(False, 0, 1, lo_open=True, what="(0, 1]")
-
-
-def _opt(p, name: str, **kw):
-    """``--batch-size`` plus its old spelling ``--batch_size``."""
-    names = [name] + (["--" + name[2:].replace("-", "_")] if "-" in name[2:] else [])
-    return p.add_argument(*names, **kw)
-
-
-# ---------------------------------------------------------------------------- shared options
-
-def _add_data(p, labels: bool):
-    p.add_argument("--data", required=True, help="zip or folder of numerically named images")
-    if labels:
-        p.add_argument("--labels", required=True, help="text file, one 0/1 per line, line i = image i")
-    p.add_argument("--preprocess", choices=("crop", "resize", "detect"), default=None,
-                   help="how files become 64x64 face images (default: the model file's step): crop (already "
-                   "64x64 RGB crops), resize (squash whole), detect (photos: find faces, cut them as the "
-                   "training crops are framed; the largest face decides, no face -> 0)")
-    p.add_argument("--resize", action="store_true", help="convert any size/mode to 64x64 RGB instead of failing "
-                   "(deprecated spelling of --preprocess resize)")
-    _opt(p, "--cache-dir", default=None, help="where decoded uint8 caches live (default: user cache dir)")
-
-
-def _add_engine(p):
-    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
-                   help="auto (default): onnxruntime through a cached ONNX export of the model, PyTorch if "
-                   "the export fails; torch: PyTorch; onnx: onnxruntime, failing if the export fails")
-
-
-def _add_json(p):
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-
-
-def _add_model(p, required=False, what="model file (.pt or .onnx) or run folder; default: the packaged model"):
-    p.add_argument("--model", required=required, default=None, help=what)
-
-
-def _add_threshold(p):
-    p.add_argument("--threshold", type=THRESHOLD, default=None, help="use this tau (0..1) instead of the stored one")
-
-
-def _rule(text: str) -> str:
-    from .calibration import check_rule
-    try:
-        return check_rule(text)
-    except ClearfaceError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _add_rule(p, default_help="as stored"):
-    """``--threshold-rule`` (old spelling ``--method``) wherever a command chooses tau."""
-    from_help = "min_hter, eer, far_at:<x> (FAR <= x), frr_at:<x> (FRR <= x), ..."
-    p.add_argument("--threshold-rule", "--threshold_rule", "--method", dest="threshold_rule", type=_rule, default=None,
-                   metavar="RULE", help=f"rule choosing tau on validation scores: {from_help} (default: {default_help})")
-
-
-def _add_batch(p):
-    _opt(p, "--batch-size", type=BATCH, default=512, help="images per scoring batch (default 512)")
-
-
-def _add_settings(p):
-    """One option per training setting, with its default and meaning in ``--help`` (timm-style)."""
-    from .settings import AugmentSettings, Settings
-    g = p.add_argument_group("settings (defaults = configs/mobilenet_v2_96.yaml; any YAML value; "
-                             "--model-kwargs.KEY VALUE for model arguments)")
-    defaults = Settings()
-    taken = {"cache_dir", "preprocess"}  # already data options
-    for f in dataclasses.fields(Settings):
-        if f.name in taken or f.metadata["kind"] in ("dict", "augment"):
-            continue
-        meta = f.metadata
-        extra = f" [{', '.join(meta['choices'])}]" if meta["choices"] else ""
-        _opt(g, "--" + f.name.replace("_", "-"), dest=f"set__{f.name}", default=argparse.SUPPRESS,
-             metavar=f.metadata["kind"].upper(),
-             help=f"{meta['help']}{extra} (default: {getattr(defaults, f.name)})")
-    for f in dataclasses.fields(AugmentSettings):
-        g.add_argument(f"--augment.{f.name}", dest=f"set__augment.{f.name}", default=argparse.SUPPRESS,
-                       metavar=f.metadata["kind"].upper(),
-                       help=f"{f.metadata['help']} (default: {getattr(defaults.augment, f.name)})")
-
-
 # ---------------------------------------------------------------------------- the parser
+
+MODEL_ANY = "model file (.pt or .onnx) or run folder; default: the packaged model"
+CALIBRATE_ABOUT = ("Scores the validation part of RUN_DIR/split.csv with the model (as changed by --tta/--threshold-rule/"
+                   "--half), chooses tau there, scores the held-out part, and writes a new model file.")
+PSEUDOLABEL_ABOUT = ("Chooses one score cut per class on the validation part of RUN_DIR so that the teacher's calls there "
+                     "are at least --precision0/--precision1 correct, then labels the --unlabelled images outside the "
+                     "cuts and writes them as name,score,label (plus a .json summary).")
+
+
+def _command(sub, name: str, *, data: str | None = None, model: str | None = None, model_required=False,
+             run: str | None = None, json=True, **kw):
+    """A sub-command with what most commands open with: --data (+ --labels when ``data="labelled"``),
+    --model, --run (required, when ``run`` says what it is for) and --json."""
+    p = sub.add_parser(name, **kw)
+    if data is not None:
+        add_data(p, labels=data == "labelled")
+    if model is not None:
+        add_model(p, required=model_required, what=model)
+    if run is not None:
+        p.add_argument("--run", required=True, metavar="RUN_DIR", help=run)
+    if json:
+        add_json(p)
+    return p
+
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -147,97 +62,80 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"clearface {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train, calibrate tau on validation data, save RUN_DIR/model.pt",
-                       allow_abbrev=False, description="Every setting below can also come from a YAML "
-                       "recipe (--config); later wins: defaults < recipe < options.")
-    _add_data(p, labels=True)
+    p = _command(sub, "train", data="labelled", help="train, calibrate tau on validation data, save RUN_DIR/model.pt",
+                 allow_abbrev=False, description="Every setting below can also come from a YAML "
+                 "recipe (--config); later wins: defaults < recipe < options.")
     p.add_argument("--out", required=True, help="run folder (created)")
     p.add_argument("--config", default=None, help="YAML recipe, e.g. configs/default.yaml")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="pretrained (e.g. ImageNet) weights file for models that take them (= --model-kwargs.weights)")
-    _opt(p, "--no-pretrained", action="store_true",
+    opt(p, "--no-pretrained", action="store_true",
          help="train a pretrained-capable model from scratch (= --model-kwargs.pretrained false)")
-    _add_json(p)
-    _add_settings(p)
-    p.add_argument("--threshold-rule", "--threshold_rule", dest="set__threshold_method", type=_rule,
+    add_settings(p)
+    p.add_argument("--threshold-rule", "--threshold_rule", dest="set__threshold_method", type=rule,
                    default=argparse.SUPPRESS, metavar="RULE", help="the same as --threshold-method")
 
-    p = sub.add_parser("evaluate", help="FAR, FRR, HTER at the stored tau, EER, AUC on labelled images")
-    _add_data(p, labels=True)
-    _add_model(p)
-    _add_threshold(p)
-    _add_json(p)
-    _add_batch(p)
+    p = _command(sub, "evaluate", data="labelled", model=MODEL_ANY,
+                 help="FAR, FRR, HTER at the stored tau, EER, AUC on labelled images")
     p.add_argument("--report", default=None, metavar="DIR", help="also write the HTML report (as `clearface report`) to DIR")
-    _add_engine(p)
+    add_scoring(p)
 
-    p = sub.add_parser("report", help="HTML report: metrics, ROC/DET curves, galleries of mistakes, Grad-CAM",
-                       description="Writes DIR/index.html (opens offline), DIR/metrics.json, DIR/scores.csv, "
-                       "DIR/figures/*.png and DIR/img/*.png.")
-    _add_data(p, labels=True)
-    _add_model(p)
+    p = _command(sub, "report", data="labelled", model=MODEL_ANY,
+                 help="HTML report: metrics, ROC/DET curves, galleries of mistakes, Grad-CAM",
+                 description="Writes DIR/index.html (opens offline), DIR/metrics.json, DIR/scores.csv, "
+                 "DIR/figures/*.png and DIR/img/*.png.")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder (created; a previous report there is replaced)")
     p.add_argument("--run", default=None, metavar="RUN_DIR", help="training run folder: adds loss and val HTER curves from summary.csv")
-    _add_threshold(p)
-    _add_batch(p)
-    _add_engine(p)
-    _add_json(p)
+    add_scoring(p)
 
-    p = sub.add_parser("predict", help="label images: one 0/1 line per image, in numeric order")
-    _add_data(p, labels=False)
-    _add_model(p)
+    p = _command(sub, "predict", data="images", model=MODEL_ANY,
+                 help="label images: one 0/1 line per image, in numeric order")
     p.add_argument("--out", required=True, help="label file to write (format of label_train.txt)")
     p.add_argument("--scores", default=None, help="also write a CSV of name, score, label")
     p.add_argument("--embeddings", default=None, help="also write the model's embeddings (.npy), e.g. facenet_seed's 128-d")
     p.add_argument("--faces", default=None, help="with --preprocess detect: also write a CSV with one row per face "
                    "(image, face, x0, y0, x1, y1, confidence, score, label; a photo without a face: one no_face row)")
-    _add_threshold(p)
-    _add_batch(p)
-    _add_engine(p)
-    _add_json(p)
+    add_scoring(p)
 
-    p = sub.add_parser("export", help="export a model file to ONNX (tau, preprocessing, classes in its metadata)")
-    _add_model(p, what="model file (.pt) or run folder; default: the packaged model")
+    p = _command(sub, "export", model="model file (.pt) or run folder; default: the packaged model",
+                 help="export a model file to ONNX (tau, preprocessing, classes in its metadata)")
     p.add_argument("--out", required=True, help="ONNX file to write (.onnx)")
-    p.add_argument("--opset", type=_ranged(True, 17, 99, what="17..99"), default=17,
+    p.add_argument("--opset", type=ranged(True, 17, 99, what="17..99"), default=17,
                    help="ONNX opset (17 up to what the installed onnx supports)")
     p.add_argument("--int8", action="store_true", help="write the int8 model (static quantisation, QDQ, "
                    "per-channel weights) calibrated on --calib-data; see docs/MODEL_CARD.md for when it holds quality")
-    _opt(p, "--calib-data", default=None, metavar="DATA", help="with --int8: zip or folder of images to calibrate "
+    opt(p, "--calib-data", default=None, metavar="DATA", help="with --int8: zip or folder of images to calibrate "
          "on, e.g. the model's validation images (never its held-out ones)")
-    _opt(p, "--calib-labels", default=None, metavar="LABELS", help="with --int8: 0/1 labels of --calib-data; "
+    opt(p, "--calib-labels", default=None, metavar="LABELS", help="with --int8: 0/1 labels of --calib-data; "
          "tau is then re-chosen on them for the int8 scores (else the float tau is kept)")
-    _opt(p, "--calib-images", type=COUNT, default=1000, help="with --int8: how many --calib-data images calibrate (default 1000)")
-    _add_json(p)
+    opt(p, "--calib-images", type=COUNT, default=1000, help="with --int8: how many --calib-data images calibrate (default 1000)")
 
-    p = sub.add_parser("serve", help="HTTP service: POST /predict, GET /health, and a web page at /")
-    _add_model(p)
+    p = _command(sub, "serve", model=MODEL_ANY, json=False,
+                 help="HTTP service: POST /predict, GET /health, and a web page at /")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=PORT, default=8000, help="TCP port, 1..65535 (default 8000)")
-    _opt(p, "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+    opt(p, "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
          help="uvicorn log level (info logs every request)")
-    p.add_argument("--preprocess", choices=("crop", "resize", "detect"), default=None,
-                   help="step for every upload (default: a 64x64 image is a crop and is scored whole; any "
+    add_preprocess(p, "step for every upload (default: a 64x64 image is a crop and is scored whole; any "
                    "other image is a photo whose faces are found and cut; ?preprocess= overrides per request)")
-    _add_engine(p)
+    add_engine(p)
 
-    p = sub.add_parser("audit", help="rank likely wrong labels from out-of-fold scores (confident learning)",
-                       allow_abbrev=False)
+    p = _command(sub, "audit", help="rank likely wrong labels from out-of-fold scores (confident learning)",
+                 allow_abbrev=False)
     p.add_argument("--scores", default=None, help="k-fold run folder (its val_scores.csv) or a name,label,score "
                    "CSV; without it, a k-fold run is trained first (--config, --folds) to get out-of-fold scores")
     p.add_argument("--config", default=None, help="recipe for the k-fold run (default: the default recipe)")
     p.add_argument("--folds", type=FOLDS, default=5, help="folds of the k-fold run (2..100, default 5)")
-    _opt(p, "--run-dir", default=None, help="where the k-fold run goes (default: OUT without suffix + _oof)")
+    opt(p, "--run-dir", default=None, help="where the k-fold run goes (default: OUT without suffix + _oof)")
     p.add_argument("--out", required=True, help="suspects CSV to write")
     p.add_argument("--data", default=None, help="the images, for the contact sheet")
     p.add_argument("--labels", default=None, help="label file, to check it matches the scores")
     p.add_argument("--sheet", default=None, help="contact-sheet PNG of the top suspects")
     p.add_argument("--top", type=COUNT, default=100, help="suspects on the contact sheet (default 100)")
-    _opt(p, "--cache-dir", default=None)
-    _add_json(p)
+    add_cache_dir(p)
 
-    p = sub.add_parser("ensemble", help="merge runs trained on the same split into one model file (tau re-chosen)")
+    p = _command(sub, "ensemble", help="merge runs trained on the same split into one model file (tau re-chosen)")
     p.add_argument("--runs", nargs="+", required=True, help="finished run folders (same --split-seed)")
     p.add_argument("--out", required=True, help="model file to write; metrics go beside it as .json")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; "
@@ -245,40 +143,29 @@ def build_parser() -> argparse.ArgumentParser:
                    "the validation part, so --data and --labels are needed")
     p.add_argument("--data", default=None, help="with --half: the images the runs trained on")
     p.add_argument("--labels", default=None, help="with --half: their label file")
-    _opt(p, "--cache-dir", default=None, help="where decoded uint8 caches live (default: user cache dir)")
-    _add_rule(p, "the first run's")
-    _add_batch(p)
-    _add_json(p)
+    add_cache_dir(p)
+    add_rule(p, "the first run's")
+    add_batch(p)
 
-    p = sub.add_parser("calibrate", help="re-choose tau on a run's validation part after changing TTA or the rule",
-                       description="Scores the validation part of RUN_DIR/split.csv with the model (as changed by "
-                       "--tta/--threshold-rule/--half), chooses tau there, scores the held-out part, and writes a new model file.")
-    _add_data(p, labels=True)
-    _add_model(p, required=True, what="model file (.pt) or run folder")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="the training run whose split.csv names the validation part")
+    p = _command(sub, "calibrate", data="labelled", model="model file (.pt) or run folder", model_required=True,
+                 run="the training run whose split.csv names the validation part", description=CALIBRATE_ABOUT,
+                 help="re-choose tau on a run's validation part after changing TTA or the rule")
     p.add_argument("--out", required=True, help="model file to write; metrics go beside it as .json")
     p.add_argument("--tta", choices=("none", "flip"), default=None, help="test-time augmentation (default: as stored)")
-    _add_rule(p)
+    add_rule(p)
     p.add_argument("--half", action="store_true", help="store the weights as float16")
-    _add_batch(p)
-    _add_json(p)
+    add_batch(p)
 
-    p = sub.add_parser("pseudolabel", help="confident teacher calls on unlabelled images, for train --pseudo-labels",
-                       description="Chooses one score cut per class on the validation part of RUN_DIR so that the "
-                       "teacher's calls there are at least --precision0/--precision1 correct, then labels the --unlabelled images "
-                       "outside the cuts and writes them as name,score,label (plus a .json summary).")
-    _add_data(p, labels=True)
-    _add_model(p, required=True, what="teacher model file (.pt) or run folder")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="the teacher's training run (its split.csv names the validation part)")
+    p = _command(sub, "pseudolabel", data="labelled", model="teacher model file (.pt) or run folder",
+                 model_required=True, run="the teacher's training run (its split.csv names the validation part)",
+                 help="confident teacher calls on unlabelled images, for train --pseudo-labels", description=PSEUDOLABEL_ABOUT)
     p.add_argument("--unlabelled", required=True, help="zip or folder of images without labels, e.g. val_img.zip")
     p.add_argument("--precision0", type=SHARE, default=0.95, help="required share (0, 1] of correct class-0 calls on validation")
     p.add_argument("--precision1", type=SHARE, default=0.98, help="required share (0, 1] of correct class-1 calls on validation")
     p.add_argument("--out", required=True, help="CSV to write")
-    _add_batch(p)
-    _add_json(p)
+    add_batch(p)
 
-    p = sub.add_parser("models", help="list the model registry")
-    _add_json(p)
+    _command(sub, "models", help="list the model registry")
     return ap
 
 

@@ -126,10 +126,10 @@ def removed_on_failure(folder, keep=None) -> Iterator[Path]:
         raise
 
 
-def check_input(path, what: str, folder_ok: bool = False) -> None:
+def check_input(path, what: str, folder_ok: bool = False, must_exist: bool = False) -> None:
     """Refuse an input that would hang or make no sense to read: a FIFO, device or socket (or a folder).
 
-    A missing path is left to the reader, whose message names what it expected.
+    A missing path is left to the reader, whose message names what it expected, unless ``must_exist``.
     """
     if path is None:
         return
@@ -138,6 +138,8 @@ def check_input(path, what: str, folder_ok: bool = False) -> None:
     try:
         st = os.stat(path)
     except (OSError, ValueError):
+        if must_exist:
+            raise ClearfaceError(f"{what} {path}: no such file") from None
         return
     if stat.S_ISDIR(st.st_mode):
         if not folder_ok:
@@ -210,6 +212,19 @@ def _check_outside(path, folders, what: str) -> None:
             raise ClearfaceError(f"{what} {path}: is inside the input folder {folder}; write it elsewhere")
 
 
+def _existing(path, inputs: list, what: str, advice: str):
+    """``os.stat`` of an output that exists (None if missing or a dangling link); one of the inputs is refused."""
+    if not os.path.lexists(path):
+        return None
+    same = _same_as_input(Path(path), inputs)
+    if same is not None:
+        raise ClearfaceError(f"{what} {path}: is the input {same}; {advice}")
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
 def check_output(path, inputs: Iterable = (), what: str = "--out", not_inside: Iterable = ()) -> Path | None:
     """Refuse, with one line naming ``what`` and ``path``, a file output that cannot or must not be written.
 
@@ -221,20 +236,13 @@ def check_output(path, inputs: Iterable = (), what: str = "--out", not_inside: I
         raise ClearfaceError(f"{what}: empty path")
     p = Path(path)
     inputs = _inputs_list(inputs)
-    if os.path.lexists(p):
-        same = _same_as_input(p, inputs)
-        if same is not None:
-            raise ClearfaceError(f"{what} {path}: is the input {same}; writing it would destroy the input")
-        try:
-            st = os.stat(p)
-        except OSError:
-            st = None  # a dangling symlink: written through to its (missing) target
-        if st is not None:
-            if stat.S_ISDIR(st.st_mode):
-                raise ClearfaceError(f"{what} {path}: is a folder; give a file name")
-            kind = _kind(st.st_mode)
-            if kind:
-                raise ClearfaceError(f"{what} {path}: is {kind}, not a regular file")
+    st = _existing(path, inputs, what, "writing it would destroy the input")
+    if st is not None:  # None: missing, or a dangling symlink (written through to its missing target)
+        if stat.S_ISDIR(st.st_mode):
+            raise ClearfaceError(f"{what} {path}: is a folder; give a file name")
+        kind = _kind(st.st_mode)
+        if kind:
+            raise ClearfaceError(f"{what} {path}: is {kind}, not a regular file")
     target = _write_target(p)
     _check_writable_folder(target.parent if str(target.parent) else Path("."), what, path)
     _check_outside(target, not_inside, what)
@@ -253,13 +261,9 @@ def check_output_dir(path, inputs: Iterable = (), what: str = "--out", not_insid
     inputs = _inputs_list(inputs)
     _check_outside(p, not_inside, what)
     if os.path.lexists(p):
-        same = _same_as_input(p, inputs)
-        if same is not None:
-            raise ClearfaceError(f"{what} {path}: is the input {same}; give a separate folder")
-        try:
-            st = os.stat(p)
-        except OSError:
-            raise ClearfaceError(f"{what} {path}: is a broken symbolic link") from None
+        st = _existing(path, inputs, what, "give a separate folder")
+        if st is None:
+            raise ClearfaceError(f"{what} {path}: is a broken symbolic link")
         if not stat.S_ISDIR(st.st_mode):
             kind = _kind(st.st_mode) or "a file"
             raise ClearfaceError(f"{what} {path}: is {kind}, not a folder")

@@ -72,33 +72,30 @@ def cmd_predict(args, extra) -> int:
 
 
 def cmd_export(args, extra) -> int:
-    out = check_output(args.out, _inputs(args, "model"), "--out")
+    int8 = getattr(args, "int8", False)
+    if int8 and not args.calib_data:
+        raise ClearfaceError("--int8 needs --calib-data: images to calibrate on (e.g. the validation images)")
+    inputs = _inputs(args, "model", "calib_data", "calib_labels")
+    out = check_output(args.out, inputs, "--out", [args.calib_data] if int8 and os.path.isdir(args.calib_data) else [])
     if out.suffix.lower() != ".onnx":
         raise ClearfaceError(f"--out {out}: an ONNX file must end in .onnx")
     import onnx
     newest = onnx.defs.onnx_opset_version()
     if args.opset > newest:
         raise ClearfaceError(f"--opset {args.opset}: the installed onnx supports opsets up to {newest}")
-    if getattr(args, "int8", False):
-        return _export_int8(args, out)
-    from ..export import export_onnx
-    meta = export_onnx(args.model, out, opset=args.opset)
-    _emit(args, meta, f"wrote {meta['path']} ({', '.join(m['model'] for m in meta['members'])}; tau "
-          f"{meta['threshold']:.6f}; max |onnx - torch| {meta['max_abs_diff']:.2g})")
-    return 0
-
-
-def _export_int8(args, out) -> int:
-    if not args.calib_data:
-        raise ClearfaceError("--int8 needs --calib-data: images to calibrate on (e.g. the validation images)")
-    inputs = _inputs(args, "model", "calib_data", "calib_labels")
-    check_output(out, inputs, "--out", [args.calib_data] if os.path.isdir(args.calib_data) else [])
-    from ..quantize import export_int8
-    meta = export_int8(args.model, out, args.calib_data, args.calib_labels, args.calib_images,
-                       cache_dir=getattr(args, "cache_dir", None))
-    q = meta["quantization"]
-    _emit(args, meta, f"wrote {meta['path']} (int8 {q['format'].upper()}, calibrated on {q['calibration_images']} "
-          f"images; tau {meta['threshold']:.6f} from {meta['threshold_source']})")
+    if int8:
+        from ..quantize import export_int8
+        meta = export_int8(args.model, out, args.calib_data, args.calib_labels, args.calib_images,
+                           cache_dir=getattr(args, "cache_dir", None))
+        q = meta["quantization"]
+        what = (f"int8 {q['format'].upper()}, calibrated on {q['calibration_images']} images; tau "
+                f"{meta['threshold']:.6f} from {meta['threshold_source']}")
+    else:
+        from ..export import export_onnx
+        meta = export_onnx(args.model, out, opset=args.opset)
+        what = (f"{', '.join(m['model'] for m in meta['members'])}; tau {meta['threshold']:.6f}; "
+                f"max |onnx - torch| {meta['max_abs_diff']:.2g}")
+    _emit(args, meta, f"wrote {meta['path']} ({what})")
     return 0
 
 

@@ -149,29 +149,34 @@ class WorkGate:
                           headers={"Retry-After": str(self.retry_after_s)})
 
     @contextmanager
-    def reading(self):
-        with self._lock:
-            if self.readers >= self.max_readers:
-                raise self._busy(f"{self.readers} request bodies being received")
-            self.readers += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.readers -= 1
+    def _admit(self, refusal, **take):
+        """Hold ``take`` (counter name -> amount) while the block runs; 503 when ``refusal()`` names a reason.
 
-    @contextmanager
-    def working(self, pixels: int):
+        The check and the taking happen under one lock, so two requests cannot both pass a full budget."""
         with self._lock:
-            if self.requests >= self.max_requests:
-                raise self._busy(f"{self.requests} requests being decoded and scored")
-            if self.pixels and self.pixels + pixels > self.max_pixels:
-                raise self._busy(f"{self.pixels} pixels being decoded")
-            self.requests += 1
-            self.pixels += pixels
+            reason = refusal()
+            if reason:
+                raise self._busy(reason)
+            for name, amount in take.items():
+                setattr(self, name, getattr(self, name) + amount)
         try:
             yield
         finally:
             with self._lock:
-                self.requests -= 1
-                self.pixels -= pixels
+                for name, amount in take.items():
+                    setattr(self, name, getattr(self, name) - amount)
+
+    def reading(self):
+        """A request body being received."""
+        return self._admit(lambda: f"{self.readers} request bodies being received"
+                           if self.readers >= self.max_readers else None, readers=1)
+
+    def working(self, pixels: int):
+        """A request being decoded and scored, holding ``pixels`` of the decode budget."""
+        def refusal():
+            if self.requests >= self.max_requests:
+                return f"{self.requests} requests being decoded and scored"
+            if self.pixels and self.pixels + pixels > self.max_pixels:
+                return f"{self.pixels} pixels being decoded"
+            return None
+        return self._admit(refusal, requests=1, pixels=pixels)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import stat
 from pathlib import Path
 
 import yaml
@@ -62,19 +60,12 @@ def _apply(cfg: dict, layer: dict, where: str, replace_sections: bool) -> dict:
 
 def load_recipe(path) -> dict:
     """A YAML recipe as a mapping; a missing file, a folder, a device or bad YAML is one line."""
+    from ..outputs import check_input
+    check_input(path, "recipe", must_exist=True)  # a folder, FIFO or device is one line, not a hang
     p = Path(path)
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise ClearfaceError(f"{p}: no such recipe file") from None
-    except OSError as exc:
-        raise ClearfaceError(f"{p}: cannot read the recipe ({exc.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ClearfaceError(f"{p}: is a folder, not a YAML recipe file")
-    if not stat.S_ISREG(st.st_mode):
-        raise ClearfaceError(f"{p}: not a regular file (a device, FIFO or socket), not a YAML recipe")
-    if st.st_size > 1 << 20:
-        raise ClearfaceError(f"{p}: {st.st_size} bytes is too large for a recipe")
+    size = p.stat().st_size
+    if size > 1 << 20:
+        raise ClearfaceError(f"{p}: {size} bytes is too large for a recipe")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:

@@ -41,15 +41,23 @@ def _check_number(value, meta, where, whole: bool):
     return value
 
 
+# kinds whose only check is the value's type: kind -> (test, what the error says it must be)
+_PLAIN_KINDS = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "dict": (lambda v: isinstance(v, dict), "a mapping of keyword arguments"),
+}
+
+
 def check_value(f: dataclasses.Field, value, where: str):
     meta, kind = f.metadata, f.metadata["kind"]
     if value is None:
         if meta["nullable"]:
             return None
         raise ClearfaceError(f"{where}: needs a value (null is not allowed)")
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ClearfaceError(f"{where}: must be true or false, got {value!r}")
+    if kind in _PLAIN_KINDS:
+        is_kind, need = _PLAIN_KINDS[kind]
+        if not is_kind(value):
+            raise ClearfaceError(f"{where}: must be {need}, got {value!r}")
         return value
     if kind == "int":
         return _check_number(value, meta, where, whole=True)
@@ -74,10 +82,6 @@ def check_value(f: dataclasses.Field, value, where: str):
         if isinstance(value, str) and value:
             return value
         return _check_number(value, dict(meta, lo=1), where, whole=True)
-    if kind == "dict":
-        if not isinstance(value, dict):
-            raise ClearfaceError(f"{where}: must be a mapping of keyword arguments, got {value!r}")
-        return value
     if kind == "range":
         if (not isinstance(value, (list, tuple)) or len(value) != 2
                 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
