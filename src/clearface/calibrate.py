@@ -25,13 +25,15 @@ from .rundir import TEST, VAL, RunDir
 
 
 def rechoose_on_run(blob: dict, run_dir, data, labels, rule: str, cache_dir=None, batch_size: int = 512,
-                    resize: bool = False, what: str = "") -> dict:
+                    preprocess: str | None = None, what: str = "") -> dict:
     """Score the run's validation and held-out parts with ``blob`` exactly as it will be stored,
-    choose tau by ``rule`` on the validation part and score the held-out part at it."""
+    choose tau by ``rule`` on the validation part and score the held-out part at it.
+    ``preprocess``: the step (crop or resize) that reads ``data``; None: the model file's own."""
     from .data import load_labelled
+    from .preprocess import resolve
 
     run = RunDir(run_dir)
-    imageset, y = load_labelled(data, labels, cache_dir=cache_dir, resize=resize)
+    imageset, y = load_labelled(data, labels, cache_dir=cache_dir, step=resolve(blob, preprocess)[0])
     parts = run.validation_split(imageset.names)
     engine = TorchEngine(blob)
     val, test = np.flatnonzero(parts == VAL), np.flatnonzero(parts == TEST)
@@ -56,7 +58,7 @@ def save_with_result(blob: dict, result: dict, out) -> dict:
 
 
 def calibrate(model, run_dir, data, labels, out, tta: str | None = None, rule: str | None = None,
-              half: bool = False, cache_dir=None, batch_size: int = 512, resize: bool = False) -> dict:
+              half: bool = False, cache_dir=None, batch_size: int = 512, preprocess: str | None = None) -> dict:
     """Re-choose tau of ``model`` (changed by ``tta``/``half``) on the validation part of ``run_dir``."""
     blob = copy.copy(load_model_file(model))
     if tta is not None:
@@ -64,6 +66,6 @@ def calibrate(model, run_dir, data, labels, out, tta: str | None = None, rule: s
     if half:  # before scoring: tau and the metrics must belong to the weights that are stored
         blob = halve_weights(blob)
     rule = rule or blob.get("threshold_method", "min_hter")
-    result = rechoose_on_run(blob, run_dir, data, labels, rule, cache_dir, batch_size, resize)
+    result = rechoose_on_run(blob, run_dir, data, labels, rule, cache_dir, batch_size, preprocess)
     result["tta"] = blob["tta"]
     return save_with_result(blob, result, out)

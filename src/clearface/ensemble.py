@@ -42,7 +42,7 @@ def shared_scores(runs: list[RunDir], part: str):
 
 
 def ensemble(runs: list, out, half: bool = False, rule: str | None = None, data=None, labels=None,
-             cache_dir=None, batch_size: int = 512, resize: bool = False) -> dict:
+             cache_dir=None, batch_size: int = 512) -> dict:
     if len(runs) < 2:
         raise ClearfaceError("an ensemble needs at least two run folders")
     if half and not (data and labels):
@@ -64,7 +64,7 @@ def ensemble(runs: list, out, half: bool = False, rule: str | None = None, data=
     test = shared_scores(runs, TEST) if all(r.has_scores(TEST) for r in runs) else None
     if half:
         merged = halve_weights(merged)
-        result = rechoose_on_run(merged, runs[0].path, data, labels, rule, cache_dir, batch_size, resize,
+        result = rechoose_on_run(merged, runs[0].path, data, labels, rule, cache_dir, batch_size,
                                  what=f", {n_members} members, float16 weights")
     else:
         source = f"validation split ({len(y)} images), mean score of {n_members} members"

@@ -66,19 +66,22 @@ def call(scores: np.ndarray, below: float, above: float) -> np.ndarray:
 
 
 def pseudolabel(model, run_dir, data, labels, unlabelled, out, precision0: float = 0.95, precision1: float = 0.98,
-                 cache_dir=None, batch_size: int = 512, resize: bool = False) -> dict:
+                 cache_dir=None, batch_size: int = 512, preprocess: str | None = None) -> dict:
+    """``preprocess``: the step (crop or resize) that reads both image sets; None: the teacher's own."""
     from .data import load_images, load_labelled
+    from .preprocess import resolve
 
     blob = load_model_file(model)
     engine = TorchEngine(blob)
-    imageset, y = load_labelled(data, labels, cache_dir=cache_dir, resize=resize)
+    step = resolve(blob, preprocess)[0]
+    imageset, y = load_labelled(data, labels, cache_dir=cache_dir, step=step)
     parts = RunDir(run_dir).validation_split(imageset.names)
     val = np.flatnonzero(parts == VAL)
     sv = engine.score(imageset.images[val], batch_size)
     below, above = confident_cuts(sv, y[val], precision0, precision1)
     on_val = call(sv, below, above)
 
-    unl = load_images(unlabelled, resize=resize, cache_dir=cache_dir)
+    unl = load_images(unlabelled, step, cache_dir=cache_dir)
     su = engine.score(unl.images, batch_size)
     calls = call(su, below, above)
     keep = np.flatnonzero(calls >= 0)

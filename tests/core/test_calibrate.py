@@ -57,3 +57,14 @@ def test_rule_and_half_are_chosen_on_the_stored_weights(small_run, tiny_model_fi
     far, _ = metrics.far_frr(sv, y[val], res["threshold"])
     assert far <= 0.2 and res["val"]["far"] == far
     assert res["threshold"] == pytest.approx(calibration.fit_threshold(sv, y[val], "far_at:0.2"))
+
+
+def test_preprocess_names_the_step_that_reads_the_images(small_run, tiny_model_file, tmp_path):
+    """calibrate reads the images with --preprocess when given (crop or resize), else the model's step."""
+    zpath, lpath, run, s, y, parts = small_run
+    as_stored = calibrate(tiny_model_file, run, zpath, lpath, tmp_path / "a.pt")
+    resized = calibrate(tiny_model_file, run, zpath, lpath, tmp_path / "b.pt", preprocess="resize")
+    assert resized["threshold"] == pytest.approx(as_stored["threshold"])  # 64x64 crops: resize keeps them
+    with pytest.raises(ClearfaceError, match="detect"):
+        calibrate(tiny_model_file, run, zpath, lpath, tmp_path / "c.pt", preprocess="detect")
+    assert not (tmp_path / "c.pt").exists()

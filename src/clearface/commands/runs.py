@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ClearfaceError
 from ..outputs import check_input, check_output, check_output_dir, removed_on_failure
-from .checks import _check_file_with_json, _data_dirs, _distinct, _emit, _inputs
+from .checks import _check_file_with_json, _data_dirs, _distinct, _emit, _inputs, _preprocess
 
 
 # ---------------------------------------------------------------------------- train
@@ -129,7 +129,8 @@ def cmd_calibrate(args, extra) -> int:
                                 not_inside=_data_dirs(args))
     from ..calibrate import calibrate
     r = calibrate(args.model, args.run, args.data, args.labels, out, tta=args.tta, rule=args.threshold_rule,
-                  half=args.half, cache_dir=args.cache_dir, batch_size=args.batch_size, resize=args.resize)
+                  half=args.half, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                  preprocess=_preprocess(args))
     _emit(args, {k: r[k] for k in ("threshold", "threshold_source", "val", "test") if k in r}, _tau_prose(r, out))
     return 0
 
@@ -140,7 +141,7 @@ def cmd_pseudolabel(args, extra) -> int:
     from ..pseudolabel import pseudolabel
     r = pseudolabel(args.model, args.run, args.data, args.labels, args.unlabelled, out, precision0=args.precision0,
                      precision1=args.precision1, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                     resize=args.resize)
+                     preprocess=_preprocess(args))
     u = r["unlabelled"]
     _emit(args, r, f"wrote {out}: {u['class0']} class 0 (score <= {r['below']:.4f}), {u['class1']} class 1 "
           f"(score >= {r['above']:.4f}), {u['left_out']} of {u['images']} left out")
