@@ -45,11 +45,8 @@ def paired_speed(engines, images, reps: int, batch_size: int) -> list[float]:
 
 
 def split_of(blob, train):
-    from clearface.data.split import make_split
-    cfg = blob.get("config") or {}
-    return make_split(train["labels"], train["hashes"], val_fraction=cfg.get("val_fraction", 0.1),
-                      holdout=cfg.get("holdout", 0), seed=cfg.get("split_seed", cfg.get("seed", 0)),
-                      holdout_seed=cfg.get("holdout_seed", 12345), folds=cfg.get("folds", 1))
+    from clearface.data.split import split_from_config
+    return split_from_config(blob["config"], train["hashes"], train["labels"])
 
 
 def measure(model: str, train: dict, unlabelled: np.ndarray, args, workdir: Path) -> dict:

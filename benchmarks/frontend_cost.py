@@ -3,7 +3,7 @@
     nice -n 5 .venv/bin/python benchmarks/frontend_cost.py [--n-pos 1790] [--all] [--out DIR]
 
 1. Rebuild the packaged model's split of ../shared/data/train_img.zip with
-   ``clearface.data.split.make_split`` and the settings stored in the model file's ``config``
+   ``clearface.data.split.split_from_config`` and the settings stored in the model file's ``config``
    (``holdout``, ``holdout_seed``, ``split_seed``, ``val_fraction``, ``folds``) on the pixel hashes
    of ``clearface.data.load_images``; score its validation part and check n, class counts, HTER and
    AUC against the model file's stored validation metrics: equal figures prove the split is the one
@@ -35,13 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CANVAS = (500, 400)
 SIDES = (96, 200)
-
-
-def rebuild_split(blob: dict, hashes: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    from clearface.data.split import make_split
-    cfg = blob["config"]
-    return make_split(labels, hashes, val_fraction=cfg["val_fraction"], holdout=cfg["holdout"],
-                      seed=cfg["split_seed"], holdout_seed=cfg["holdout_seed"], folds=cfg.get("folds", 1))
 
 
 def check_validation(engine, blob, images, labels, parts) -> dict:
@@ -146,6 +139,7 @@ def main(argv=None) -> int:
 
     from clearface import metrics
     from clearface.data import load_images, read_labels
+    from clearface.data.split import split_from_config
     from clearface.engines import load_engine
     from clearface.modelfile import load_model_file
     from clearface.outputs import write_text_atomic
@@ -158,7 +152,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     imgs = load_images(args.data)
     labels = read_labels(args.labels, expected=len(imgs))
-    parts = rebuild_split(blob, imgs.hashes, labels)
+    parts = split_from_config(blob["config"], imgs.hashes, labels)
     print(f"decoded + split in {time.perf_counter() - t0:.0f} s: " + ", ".join(
         f"{p} {int((parts == p).sum())}" for p in ("train", "val", "test")), file=sys.stderr)
 

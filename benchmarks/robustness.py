@@ -4,8 +4,11 @@ The team also judges on faces cropped by another detector; this table shows how 
 when the held-out images are re-framed, re-scaled, re-coloured or re-compressed.
 
     python benchmarks/robustness.py --model runs/default_s0/model.pt --run runs/default_s0
+    python benchmarks/robustness.py --model default --clean-only     # the packaged model's held-out figures
 
-Uses the run's held-out (``test``) part of the 80k from its ``split.csv``. Prints a markdown table.
+Uses the held-out (``test``) part of the 80k: from the run's ``split.csv`` with ``--run``, else rebuilt from the
+settings stored in the model file (``clearface.data.split.split_from_config``; the validation part is then
+rescored and checked against the model file's stored validation metrics). Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ def perturbations():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--run", required=True, help="run folder whose split.csv marks the held-out part")
+    ap.add_argument("--run", default=None, help="run folder whose split.csv marks the held-out part "
+                    "(default: the split rebuilt from the model file's stored settings)")
     ap.add_argument("--data", default=str(DATA / "train_img.zip"))
     ap.add_argument("--labels", default=str(DATA / "label_train.txt"))
     ap.add_argument("--limit", type=int, default=None, help="use only the first N held-out images")
@@ -92,18 +96,45 @@ def main():
     from clearface.rundir import RunDir
 
     s, y = load_labelled(args.data, args.labels)
-    idx = RunDir(args.run).split_indices("test", s.names)[: args.limit]
-    images, labels = np.ascontiguousarray(s.images[idx]), y[idx]
     engine = load_engine(args.model)
     score, info = engine.score, engine.info
     tau = info["threshold"]
-    print(f"model {args.model}; tau {tau:.4f} ({info.get('threshold_source')}); {len(idx)} held-out images\n")
-    print("| perturbation | FAR | FRR | HTER | AUC |\n|---|---|---|---|---|")
+    if args.run:
+        idx = RunDir(args.run).split_indices("test", s.names)
+    else:
+        idx = _held_out_of_model(args.model, s, y, score, tau)
+    idx = idx[: args.limit]
+    images, labels = np.ascontiguousarray(s.images[idx]), y[idx]
+    print(f"model {args.model}; tau {tau:.4f} ({info.get('threshold_source')}); {len(idx)} held-out images "
+          f"({int((labels == 0).sum())} class 0)\n")
+    print("| perturbation | FAR | FRR | HTER (95 % CI) | AUC |\n|---|---|---|---|---|")
     for name, fn in perturbations()[:1] if args.clean_only else perturbations():
         x = images if fn is None else _pil_map(images, fn)
-        sc = score(x)
-        m = metrics.summarize(sc, labels, tau)
-        print(f"| {name} | {m.far:.4f} | {m.frr:.4f} | {m.hter:.4f} | {m.auc:.4f} |", flush=True)
+        m = metrics.summarize_with_ci(score(x), labels, tau)
+        lo, hi = m["hter_ci95"]
+        print(f"| {name} | {m['far']:.4f} | {m['frr']:.4f} | {m['hter']:.4f} ({lo:.4f}-{hi:.4f}) | {m['auc']:.4f} |",
+              flush=True)
+
+
+def _held_out_of_model(model, s, y, score, tau) -> np.ndarray:
+    """The held-out part of the split rebuilt from the model file's settings; its validation part is
+    rescored first, and a mismatch with the stored validation metrics stops the benchmark."""
+    from clearface import metrics
+    from clearface.data.split import split_from_config
+    from clearface.modelfile import load_model_file
+
+    blob = load_model_file(model)
+    parts = split_from_config(blob["config"], s.hashes, y)
+    val = np.flatnonzero(parts == "val")
+    got = metrics.summarize(score(np.ascontiguousarray(s.images[val])), y[val], tau)
+    stored = (blob.get("metrics") or {}).get("val") or {}
+    same = stored.get("n") == len(val) and abs(stored.get("hter", -1) - got.hter) < 5e-4
+    print(f"validation part rebuilt from the model file's settings: {len(val)} images, HTER {got.hter:.4f} "
+          f"(stored: {stored.get('n')} images, HTER {stored.get('hter', float('nan')):.4f}) -> "
+          f"{'reproduced' if same else 'NOT the split this model chose tau on'}")
+    if not same:
+        raise SystemExit(2)
+    return np.flatnonzero(parts == "test")
 
 
 if __name__ == "__main__":

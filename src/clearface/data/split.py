@@ -94,6 +94,14 @@ def make_split(labels: np.ndarray, hashes: np.ndarray, val_fraction: float = 0.1
     return parts.astype(str)
 
 
+def split_from_config(cfg: dict, hashes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The split a run's settings make (``split_seed`` null: the training seed). Same settings and the same
+    pixel hashes give the same parts, so a model file's stored ``config`` rebuilds its run's split."""
+    seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
+    return make_split(labels, hashes, val_fraction=cfg["val_fraction"], holdout=cfg["holdout"], seed=seed,
+                      holdout_seed=cfg["holdout_seed"], folds=cfg.get("folds", 1))
+
+
 def fold_parts(parts: np.ndarray, k: int) -> np.ndarray:
     """Fold ``k`` of a k-fold split as train/val/test names."""
     out = np.where(parts == f"fold{k}", VAL, np.where(parts == TEST, TEST, TRAIN))
