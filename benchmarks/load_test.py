@@ -37,13 +37,11 @@ import collections
 import io
 import os
 import socket
-import struct
 import sys
 import tempfile
 import threading
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,19 +68,12 @@ def _encode(img, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
-
-
 def build_payloads(seed: int = 0) -> dict:
     """Every request body of the mix, made once: ``kind -> list of (files, query)``."""
     import numpy as np
     from PIL import Image
 
-    from clearface.faces.synthetic import compose_photo
+    from clearface.faces.synthetic import compose_photo, png_header_only
     labels = np.array(TRAIN_LABELS.read_text().split(), dtype=np.int8)
     with zipfile.ZipFile(TRAIN_ZIP) as zf:
         jpegs = [zf.read(f"train_img/{i:06d}.jpg") for i in range(5001, 5201)]
@@ -103,7 +94,7 @@ def build_payloads(seed: int = 0) -> dict:
         "big_photo": [(files([(f"big{i}.jpg", b)]), "") for i, b in enumerate(big)],
         "blank_4096": [(files([("blank.png", blank)]), "")],
         "blank_4096_x64": [(files([(f"blank{i}.png", blank) for i in range(64)]), "")],
-        "bomb": [(files([("bomb.png", _png_header_only(100_000, 100_000))]), "")],
+        "bomb": [(files([("bomb.png", png_header_only(100_000, 100_000))]), "")],
         "saliency": [(files([(f"s{j}.jpg", jpegs[(8 * i + j) % len(jpegs)]) for j in range(8)]), "?saliency=1")
                      for i in range(10)],
         "not_image": [(files([("notes.txt", b"I am not an image, " * 50)]), "")],

@@ -7,14 +7,14 @@ import hashlib
 import importlib.util
 import io
 import re
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import jpeg_bytes, real_slice
+
+from clearface.faces.synthetic import png_header_only
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -84,14 +84,6 @@ def _png(arr_hwc, mode=None) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width x height`` (a decompression bomb, without the bomb)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
 def _assert_error(r, status):
@@ -364,8 +356,8 @@ def test_pixel_limit_and_decompression_bombs(client, small_client):
     assert len(buf.getvalue()) < 200_000
     msg = _assert_error(client.post("/predict", files=_files(("wide.png", buf.getvalue()))), 413)
     assert "wide.png" in msg and "5000x5000" in msg
-    _assert_error(client.post("/predict", files=_files(("bomb.png", _png_header_only(100_000, 100_000)))), 413)
-    _assert_error(client.post("/predict", files=_files(("bomb2.png", _png_header_only(5000, 4000)))), 413)
+    _assert_error(client.post("/predict", files=_files(("bomb.png", png_header_only(100_000, 100_000)))), 413)
+    _assert_error(client.post("/predict", files=_files(("bomb2.png", png_header_only(5000, 4000)))), 413)
     _assert_error(small_client.post("/predict", files=_files(("p.png", _png(np.zeros((101, 100, 3), np.uint8))))), 413)
     ok = small_client.post("/predict?preprocess=resize", files=_files(("p.png", _png(np.zeros((100, 100, 3), np.uint8)))))
     assert ok.status_code == 200, ok.text

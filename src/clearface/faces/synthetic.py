@@ -212,3 +212,15 @@ def match_faces(true_boxes, found_boxes, min_iou: float = 0.4) -> np.ndarray:
             out[i] = j
             used.add(int(j))
     return out
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width x height``: a decompression bomb without the bomb, for
+    checking that the pixel limit is applied from the header, before any pixel is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
