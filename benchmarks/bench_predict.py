@@ -5,8 +5,10 @@
 End to end = wall time of a fresh ``clearface predict`` process (interpreter start, imports, model
 load, zip read + decode, scoring, writing labels), the way a user runs it. Measured separately, in
 this process: zip read + decode alone (``load_images(..., use_cache=False)``) and scoring alone on
-the decoded array. The onnx engine is run twice: cold (first use: exports the model to the cache)
-and warm (cached export). Prints a markdown table.
+the decoded array. The onnx engine is run cold (first use: exports the model to the cache), then
+warm (cached export) in ``--rounds`` rounds alternating with scoring only, so that the headline
+ratio, end-to-end images/s over scoring-only images/s (decoding overlaps scoring, so the goal is
+>= 90 %), compares two measurements taken on the same shared machine. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -46,11 +48,20 @@ def _run_predict(model, data, engine, cache, out_dir, tag) -> tuple[float, str]:
     return dt, out.read_text()
 
 
+def _score_only(eng, images, batch_size) -> float:
+    """Seconds to score the already decoded ``images`` (after a small warm-up batch)."""
+    eng.score(images[:64], batch_size=64)
+    t0 = time.perf_counter()
+    eng.score(images, batch_size=batch_size)
+    return time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="default: runs/default_s0/model.pt if present, else the packaged model")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating scoring-only / end-to-end rounds (best of each)")
     ap.add_argument("--no-torch", action="store_true", help="onnxruntime only (PyTorch runs of big ensembles take minutes)")
     args = ap.parse_args(argv)
 
@@ -73,26 +84,33 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="clearface_bench_") as tmp:
         cache = Path(tmp) / "cache"
-        runs = [("torch", "torch")] * (not args.no_torch) + [("onnx (cold: exports)", "onnx"), ("onnx (cached export)", "onnx")]
-        outputs, e2e = {}, {}
+        runs = [("torch", "torch")] * (not args.no_torch) + [("onnx (cold: exports)", "onnx")]
+        outputs, e2e, score_only = {}, {}, {}
         for tag, engine in runs:
-            dt, text = _run_predict(model, data, engine, cache, tmp, tag.split()[0] + str(len(e2e)))
-            e2e[tag], outputs[tag] = dt, text
+            dt, outputs[tag] = _run_predict(model, data, engine, cache, tmp, tag.split()[0])
+            e2e[tag] = [dt]
             print(f"  {tag}: {dt:.1f} s end to end", file=sys.stderr)
+        if not args.no_torch:
+            score_only["torch"] = [_score_only(load_engine(model, engine="torch"), imgs.images, args.batch_size)]
+        # The headline pair, onnx with its cached export: scoring only in this process, then a
+        # fresh `clearface predict`, alternated so both see the same (shared, noisy) machine.
+        warm = "onnx (cached export)"
+        runs.append((warm, "onnx"))
+        eng = load_engine(model, engine="onnx", cache_dir=cache)
+        score_only["onnx"], e2e[warm] = [], []
+        for r in range(args.rounds):
+            score_only["onnx"].append(_score_only(eng, imgs.images, args.batch_size))
+            dt, outputs[warm] = _run_predict(model, data, "onnx", cache, tmp, f"onnx{r}")
+            e2e[warm].append(dt)
+            print(f"  round {r + 1}: scoring only {n / score_only['onnx'][-1]:.0f} images/s, "
+                  f"{warm} {n / dt:.0f} images/s end to end", file=sys.stderr)
         ref = outputs[runs[0][0]].split()
         n_diff = max(sum(a != b for a, b in zip(ref, v.split())) + abs(len(ref) - len(v.split()))
                      for v in outputs.values())
 
-        score_only = {}
-        for engine in sorted({e for _, e in runs}):
-            fn = load_engine(model, engine=engine, cache_dir=cache).score
-            fn(imgs.images[:64], batch_size=64)  # warm-up
-            t0 = time.perf_counter()
-            fn(imgs.images, batch_size=args.batch_size)
-            score_only[engine] = time.perf_counter() - t0
-
     for tag, engine in runs:
-        rows.append((tag, e2e[tag], n / e2e[tag], t_decode / e2e[tag], n / score_only[engine]))
+        t = min(e2e[tag])
+        rows.append((tag, t, n / t, t_decode / t, n / min(score_only[engine])))
 
     print(f"\n`clearface predict` on {n} images ({data.name}), {cores} CPU cores, batch {args.batch_size}, "
           f"model `{model_path.name}`\n")
@@ -103,9 +121,12 @@ def main(argv=None) -> int:
     print(f"\nzip read + decode alone: {t_decode:.1f} s ({n / t_decode:.0f} images/s); "
           f"labels differing between engines: {n_diff}")
     if "torch" in e2e:
-        ratio = e2e["torch"] / e2e["onnx (cached export)"]
-        print(f"onnx (cached) vs torch end to end: {ratio:.2f}x; scoring only: "
-              f"{score_only['torch'] / score_only['onnx']:.2f}x")
+        print(f"onnx (cached) vs torch end to end: {min(e2e['torch']) / min(e2e[warm]):.2f}x; scoring only: "
+              f"{min(score_only['torch']) / min(score_only['onnx']):.2f}x")
+    s_ips, e_ips = n / min(score_only["onnx"]), n / min(e2e[warm])
+    per_round = ", ".join(f"{s / e:.0%}" for s, e in zip(score_only["onnx"], e2e[warm]))
+    print(f"end to end / scoring only (onnx, cached export, best of {args.rounds} alternating rounds): "
+          f"{e_ips:.0f} / {s_ips:.0f} images/s = {e_ips / s_ips:.0%} (per round: {per_round})")
     return 0
 
 

@@ -19,11 +19,10 @@ from .preprocess import step_arg
 def _score(model, data, threshold, preprocess, cache_dir, batch_size, use_cache, engine):
     """``(prepared, scores, tau, engine info)``: one score per file; tau is ``threshold`` or the
     model's stored one; ``preprocess`` (a step name) overrides the model file's step."""
-    from .preprocess import prepare, resolve, step_source
+    from .preprocess import prepare_and_score, resolve, step_source
     eng = load_engine(model, engine, cache_dir)
     step, framing = resolve(step_source(eng, model), preprocess)
-    prepared = prepare(data, step, framing, cache_dir=cache_dir, use_cache=use_cache)
-    scores = prepared.score(eng.score, batch_size)
+    prepared, scores = prepare_and_score(data, step, eng.score, batch_size, framing, cache_dir, use_cache)
     tau = eng.info["threshold"] if threshold is None else float(threshold)
     info = dict(eng.info, step=step)
     return prepared, scores, tau, info

@@ -19,9 +19,7 @@ A model file's ``preprocess.step`` chooses the step; files made before steps exi
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +30,7 @@ DEFAULT_STEP = "crop"
 NO_FACE_SCORE = 0.0   # a photo without a usable face: no clean face found -> class 0
 NO_FACE_GREY = 128    # what galleries show for a photo without a face
 PHOTOS_PER_WORKER = 8  # below this many photos per core, a worker costs more than it saves
+STREAM_CHUNK = 256     # fewest images handed from the decoding thread at once (thread handoffs cost)
 
 
 def check_step(step: str, where: str = "--preprocess") -> str:
@@ -156,27 +155,37 @@ def prepare(data, step: str, framing: dict | None = None, cache_dir=None, use_ca
     return detect_faces_in(data, framing, workers=workers, max_pixels=max_pixels, limit=limit)
 
 
+def prepare_and_score(data, step: str, score_fn, batch_size: int = 512, framing: dict | None = None,
+                      cache_dir=None, use_cache: bool = False) -> tuple[Prepared, np.ndarray]:
+    """``(prepared, scores)``, as :func:`prepare` then :meth:`Prepared.score`, but faster: for
+    ``crop``/``resize`` read from the files (not the cache), chunk k+1 decodes while chunk k scores
+    (:mod:`clearface.data.stream`). Chunks are whole batches, so the batches, and so the scores,
+    are the ones :meth:`Prepared.score` gives."""
+    check_step(step)
+    if step == "detect" or use_cache:  # detect scores after finding faces; the cache is decoded already
+        prepared = prepare(data, step, framing, cache_dir=cache_dir, use_cache=use_cache)
+        return prepared, prepared.score(score_fn, batch_size)
+    from .data.ingest import SIZE, listed
+    from .data.stream import decode_while
+    p, names = listed(data)
+    images = np.empty((len(names), 3, SIZE, SIZE), np.uint8)
+    batch_size = max(1, int(batch_size))
+    chunk = batch_size * -(-STREAM_CHUNK // batch_size)  # whole batches; tiny batches: several a chunk
+    parts = decode_while(p, names, step, images, chunk=chunk,
+                         consume=lambda x: np.asarray(score_fn(x, batch_size=batch_size), np.float32))
+    prepared = Prepared(names, images, step, str(p), np.ones(len(names), bool))
+    return prepared, np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
 def _faces_of(path: str, names: list[str], framing: dict, max_pixels: int) -> list[list]:
     """Open, detect and cut the faces of ``names`` in one zip/folder, one photo after another."""
     import torch
 
+    from .data.ingest import entry_reader
     from .faces import find_faces, open_photo
     torch.set_num_threads(1)  # one photo per core beats one photo on all cores (small tensors)
-    p = Path(path)
-    zf = None if p.is_dir() else zipfile.ZipFile(p)
-    out = []
-    try:
-        for name in names:
-            shown = str(p / name) if zf is None else f"{p}:{name}"
-            try:
-                raw = (p / name).read_bytes() if zf is None else zf.read(name)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ClearfaceError(f"{shown}: unreadable entry ({exc})") from None
-            out.append(find_faces(open_photo(raw, shown, max_pixels), framing))
-    finally:
-        if zf is not None:
-            zf.close()
-    return out
+    with entry_reader(path) as read:
+        return [find_faces(open_photo(*read(name), max_pixels), framing) for name in names]
 
 
 def detect_faces_in(data, framing: dict | None = None, workers: int | None = None,
@@ -189,16 +198,13 @@ def detect_faces_in(data, framing: dict | None = None, workers: int | None = Non
     """
     import torch
 
-    from .data import list_images
+    from .data.ingest import listed
     from .engines import available_cores
     from .faces import DEFAULT_MAX_PIXELS, load_detector
     from .faces.framing import default_framing
     framing = framing or default_framing()
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
-    p = Path(data).expanduser()
-    names = list_images(p)
-    if limit:
-        names = names[:int(limit)]
+    p, names = listed(data, limit)
     load_detector()  # a missing detector is reported before any photo is read
     n_workers = max(1, min(workers or available_cores(), len(names) // PHOTOS_PER_WORKER))
     threads = torch.get_num_threads()

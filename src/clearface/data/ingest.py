@@ -8,12 +8,14 @@ nothing is written under its final name until it is complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
 import stat
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -96,6 +98,13 @@ def list_images(path: str | os.PathLike) -> list[str]:
     return _order_entries(names, str(p))
 
 
+def listed(path, limit: int | None = None) -> tuple[Path, list[str]]:
+    """``(path, names)``: the source (``~`` expanded) and its images in order, the first ``limit`` if given."""
+    p = Path(path).expanduser()
+    names = list_images(p)
+    return p, (names[:int(limit)] if limit else names)
+
+
 # ---------------------------------------------------------------------------- decoding
 
 DECODE_STEPS = ("crop", "resize")  # the steps that give one 64x64 image per file (``detect`` finds faces)
@@ -150,28 +159,46 @@ def _pixel_hash(arr: np.ndarray) -> int:
     return int.from_bytes(hashlib.blake2b(arr.tobytes(), digest_size=8).digest(), "little")
 
 
+@contextlib.contextmanager
+def entry_reader(path) -> Iterator:
+    """``read(name) -> (bytes, shown)`` over one zip/folder, the zip opened once (its directory of
+    tens of thousands of entries costs more to parse than a chunk of images to read); an unreadable
+    entry is an error naming it, ``shown`` is how messages name the file."""
+    p = Path(path)
+    zf = None if p.is_dir() else zipfile.ZipFile(p)
+
+    def read(name: str) -> tuple[bytes, str]:
+        shown = str(p / name) if zf is None else f"{p}:{name}"
+        try:
+            return ((p / name).read_bytes() if zf is None else zf.read(name)), shown
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ClearfaceError(f"{shown}: unreadable entry ({exc})") from None
+
+    try:
+        yield read
+    finally:
+        if zf is not None:
+            zf.close()
+
+
+def decode_into(read, names: list[str], step: str, out: np.ndarray, hashes: np.ndarray | None = None) -> None:
+    """Decode ``names`` (through an :func:`entry_reader`) into ``out[i]``, and their pixel hashes into ``hashes``."""
+    for i, name in enumerate(names):
+        arr = decode_image(*read(name), step)
+        out[i] = arr
+        if hashes is not None:
+            hashes[i] = _pixel_hash(arr)
+
+
 def _decode_range(path: str, names: list[str], step: str, out_path: str | None, offset: int):
     """Worker: decode ``names`` into ``out_path[offset:]`` (or return them); return hashes."""
-    p = Path(path)
-    out = np.load(out_path, mmap_mode="r+") if out_path else np.empty((len(names), 3, SIZE, SIZE), np.uint8)
-    base = 0 if out_path is None else offset
+    mm = np.load(out_path, mmap_mode="r+") if out_path else None
+    out = mm[offset:offset + len(names)] if out_path else np.empty((len(names), 3, SIZE, SIZE), np.uint8)
     hashes = np.empty(len(names), np.uint64)
-    zf = zipfile.ZipFile(p) if not p.is_dir() else None
-    try:
-        for i, name in enumerate(names):
-            shown = f"{p}:{name}" if zf else str(p / name)
-            try:
-                data = zf.read(name) if zf else (p / name).read_bytes()
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ClearfaceError(f"{shown}: unreadable entry ({exc})") from None
-            arr = decode_image(data, shown, step)
-            out[base + i] = arr
-            hashes[i] = _pixel_hash(arr)
-    finally:
-        if zf:
-            zf.close()
+    with entry_reader(path) as read:
+        decode_into(read, names, step, out, hashes)
     if out_path:
-        out.flush()
+        mm.flush()
         return hashes, None
     return hashes, out
 
@@ -223,10 +250,7 @@ def load_images(path, step: str | None = None, cache_dir: str | os.PathLike | No
     See :mod:`clearface.data.cache` for when a cached set is reused.
     """
     step = decode_step(step, resize)
-    p = Path(path).expanduser()
-    names = list_images(p)
-    if limit:
-        names = names[:int(limit)]
+    p, names = listed(path, limit)
     if not use_cache:
         arr, hashes = decode_all(p, names, step, None, workers)
         return ImageSet(arr, names, hashes, str(p))
