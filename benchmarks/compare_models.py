@@ -40,6 +40,62 @@ RUNS = [
 ]
 
 
+def protocol_cfg(over: dict, minutes: float, cache_dir=None) -> dict:
+    """The protocol's resolved settings for one row (``over``: the row's own settings)."""
+    from clearface.settings import resolve
+    cfg = resolve(str(ROOT / "configs" / "default.yaml"), {
+        "limit_images": 20000, "holdout": 4000, "epochs": 1000, "max_minutes": minutes,
+        "schedule": "constant", "tta": "none", "early_stopping_patience": 0, "track_holdout": False,
+        "num_threads": 1, "progress_bar": False, "cache_dir": cache_dir,
+        **{k: v for k, v in over.items() if k != "model_kwargs"}})
+    # the recipe's model_kwargs belong to cfnet; other models get only their own
+    cfg["model_kwargs"] = over.get("model_kwargs", cfg["model_kwargs"] if over["model"] == "cfnet" else {})
+    return cfg
+
+
+def run_one(name: str, imbalance: str, over: dict, run_dir: Path, minutes: float, cache_dir, results: Path) -> dict:
+    """Train and score one row; appends its line to ``results`` (an error too) and returns it."""
+    import numpy as np
+    import torch
+
+    from clearface.data import load_images
+    from clearface.engines import TorchEngine
+    from clearface.modelfile import load_model_file
+    from clearface.rundir import RunDir
+    from clearface.train.run import train
+
+    t0 = time.perf_counter()
+    try:
+        m = train(DATA / "train_img.zip", DATA / "label_train.txt", run_dir, protocol_cfg(over, minutes, cache_dir))
+    except Exception as exc:  # keep the sweep going; the table says what failed
+        row = {"model": name, "imbalance": imbalance, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        with open(results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
+    run = RunDir(run_dir)
+    summary = run.read_summary() if run.summary_path.exists() else {}
+    epochs_done = len(summary.get("epoch", []))
+    blob = load_model_file(run.model_path)
+    engine = TorchEngine(blob)
+    scorer = engine.scorer
+    torch.set_num_threads(1)
+    imgs = load_images(DATA / "train_img.zip", cache_dir=cache_dir, limit=1024).images
+    engine.score(imgs[:64])
+    t = time.perf_counter()
+    engine.score(imgs, batch_size=256)
+    infer = len(imgs) / (time.perf_counter() - t)
+    params = sum(p.numel() for p in scorer.members[0].parameters())
+    row = {"model": name, "imbalance": imbalance, "params": params, "epochs_done": epochs_done,
+           "train_images_per_s": float(np.mean(summary["train_images_per_s"])) if epochs_done else None,
+           "infer_images_per_s_1core": infer, "holdout_hter": m["test"]["hter"], "holdout_ci95": m["test"]["hter_ci95"],
+           "holdout_far": m["test"]["far"], "holdout_frr": m["test"]["frr"], "holdout_auc": m["test"]["auc"],
+           "val_hter": m["val"]["hter"], "minutes_total": (time.perf_counter() - t0) / 60}
+    with open(results, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=3.0)
@@ -48,16 +104,6 @@ def main():
     ap.add_argument("--cache-dir", default=None)
     args = ap.parse_args()
 
-    import numpy as np
-    import torch
-
-    from clearface.settings import resolve
-    from clearface.data import load_images
-    from clearface.engines import TorchEngine
-    from clearface.modelfile import load_model_file
-    from clearface.rundir import RunDir
-    from clearface.train.run import train
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
@@ -65,54 +111,18 @@ def main():
         if args.only is not None and str(i) not in args.only:
             continue
         run_dir = out / f"{i:02d}_{over['model']}_{over.get('imbalance', 'pos_weight')}"
-        cfg = resolve(str(ROOT / "configs" / "default.yaml"), {
-            "limit_images": 20000, "holdout": 4000, "epochs": 1000, "max_minutes": args.minutes,
-            "schedule": "constant", "tta": "none", "early_stopping_patience": 0, "track_holdout": False,
-            "num_threads": 1, "progress_bar": False, "cache_dir": args.cache_dir,
-            **{k: v for k, v in over.items() if k != "model_kwargs"}})
-        # the recipe's model_kwargs belong to cfnet; other models get only their own
-        cfg["model_kwargs"] = over.get("model_kwargs", cfg["model_kwargs"] if over["model"] == "cfnet" else {})
-        t0 = time.perf_counter()
-        try:
-            m = train(DATA / "train_img.zip", DATA / "label_train.txt", run_dir, cfg)
-        except Exception as exc:  # keep the sweep going; the table says what failed
-            row = {"model": name, "imbalance": imbalance, "error": f"{type(exc).__name__}: {exc}"[:300]}
-            with open(results, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            continue
-        run = RunDir(run_dir)
-        summary = run.read_summary() if run.summary_path.exists() else {}
-        epochs_done = len(summary.get("epoch", []))
-        blob = load_model_file(run.model_path)
-        engine = TorchEngine(blob)
-        scorer = engine.scorer
-        torch.set_num_threads(1)
-        imgs = load_images(DATA / "train_img.zip", cache_dir=args.cache_dir, limit=1024).images
-        engine.score(imgs[:64])
-        t = time.perf_counter()
-        engine.score(imgs, batch_size=256)
-        infer = len(imgs) / (time.perf_counter() - t)
-        params = sum(p.numel() for p in scorer.members[0].parameters())
-        trainable = sum(p.numel() for p in scorer.members[0].parameters() if p.requires_grad)
-        row = {"model": name, "imbalance": imbalance, "params": params, "epochs_done": epochs_done,
-               "train_images_per_s": float(np.mean(summary["train_images_per_s"])) if epochs_done else None,
-               "infer_images_per_s_1core": infer, "holdout_hter": m["test"]["hter"], "holdout_ci95": m["test"]["hter_ci95"],
-               "holdout_far": m["test"]["far"], "holdout_frr": m["test"]["frr"], "holdout_auc": m["test"]["auc"],
-               "val_hter": m["val"]["hter"], "minutes_total": (time.perf_counter() - t0) / 60}
-        with open(results, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
+        run_one(name, imbalance, over, run_dir, args.minutes, args.cache_dir, results)
     print_table(results, args.minutes)
 
 
-def print_table(results: Path, minutes: float):
+def print_table(results: Path, minutes: float, runs=None):
     import json
     latest = {}
     for line in results.read_text().splitlines():  # a re-run replaces an earlier (failed) row
         if line.strip():
             r = json.loads(line)
             latest[(r["model"], r["imbalance"])] = r
-    order = {(name, imb): i for i, (name, imb, _) in enumerate(RUNS)}
+    order = {(name, imb): i for i, (name, imb, _) in enumerate(runs or RUNS)}
     rows = sorted(latest.values(), key=lambda r: order.get((r["model"], r["imbalance"]), 99))
     print(f"\nBudget: {minutes:g} min of training on 1 CPU core each; 20k-image subset; held-out 4,000; tau on validation.\n")
     print("| model | imbalance | params | epochs done | train img/s (1 core) | infer img/s (1 core) | held-out HTER (95 % CI) | FAR | FRR | AUC |")

@@ -34,6 +34,9 @@ class _Parser(argparse.ArgumentParser):
 MODEL_ANY = "model file (.pt or .onnx) or run folder; default: the packaged model"
 CALIBRATE_ABOUT = ("Scores the validation part of RUN_DIR/split.csv with the model (as changed by --tta/--threshold-rule/"
                    "--half), chooses tau there, scores the held-out part, and writes a new model file.")
+GAN_ABOUT = ("Trains a class-conditional GAN (spectral-norm hinge DCGAN with DiffAugment) on the images RUN_DIR/"
+             "split.csv marks 'train', and writes OUT/generator.pt (after every epoch) for train --imbalance "
+             "gan_oversample --gan.generator OUT/generator.pt; TensorBoard sample grids per epoch in OUT/tb. See docs/gan.md.")
 PSEUDOLABEL_ABOUT = ("Chooses one score cut per class on the validation part of RUN_DIR so that the teacher's calls there "
                      "are at least --precision0/--precision1 correct, then labels the --unlabelled images outside the "
                      "cuts and writes them as name,score,label (plus a .json summary).")
@@ -164,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision1", type=SHARE, default=0.98, help="required share (0, 1] of correct class-1 calls on validation")
     p.add_argument("--out", required=True, help="CSV to write")
     add_batch(p)
+
+    p = _command(sub, "gan", data="labelled", run="training run folder: only the images its split.csv marks 'train' "
+                 "are used (never validation or held-out ones)", help="train a class-conditional GAN for "
+                 "imbalance gan_oversample (writes OUT/generator.pt)", description=GAN_ABOUT)
+    p.add_argument("--out", required=True, metavar="DIR", help="GAN folder (created): generator.pt, checkpoints/, tb/")
+    p.add_argument("--resume", action="store_true", help="continue the GAN in --out from its last checkpoint")
+    p.add_argument("--epochs", type=COUNT, default=25, help="epochs; one = every minority training image plus as "
+                   "many majority ones (default 25)")
+    opt(p, "--max-minutes", type=ranged(False, 0, lo_open=True, what="> 0"), default=None,
+        help="also stop after this many minutes (generator.pt is rewritten after every epoch)")
+    opt(p, "--batch-size", type=COUNT, default=64, help="batch size (default 64)")
+    p.add_argument("--ngf", type=COUNT, default=32, help="width of G and D (default 32: ~1.2 M parameters in G)")
+    opt(p, "--z-dim", type=COUNT, default=64, help="noise dimension (default 64)")
+    p.add_argument("--lr", type=ranged(False, 0, 1, lo_open=True, what="(0, 1]"), default=1e-4,
+                   help="G's learning rate; D's is 4x (default 1e-4)")
+    p.add_argument("--seed", type=ranged(True, 0, what=">= 0"), default=0, help="seed (default 0)")
+    opt(p, "--num-threads", type=COUNT, default=1, help="torch CPU threads (default 1)")
 
     _command(sub, "models", help="list the model registry")
     return ap

@@ -10,6 +10,7 @@ import yaml
 
 from clearface.errors import ClearfaceError
 from clearface.settings import DEFAULTS, AugmentSettings, Settings, parse_overrides, resolve
+from clearface.settings.fields import GanSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,10 +91,12 @@ def test_train_help_lists_every_setting_with_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     defaults = Settings()
     for f in dataclasses.fields(Settings):
-        if f.metadata["kind"] in ("dict", "augment"):
+        if f.metadata["kind"] in ("dict", "augment", "section"):  # nested sections: --SECTION.KEY below
             continue
         assert f"--{f.name.replace('_', '-')}" in text, f.name
         if f.name not in ("cache_dir", "preprocess"):  # data options of every command; their default is per model
             assert f"(default: {getattr(defaults, f.name)})" in text, f.name
     for f in dataclasses.fields(AugmentSettings):
         assert f"--augment.{f.name}" in text
+    for f in dataclasses.fields(GanSettings):
+        assert f"--gan.{f.name}" in text

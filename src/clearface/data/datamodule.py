@@ -31,11 +31,21 @@ class BatchGather(Dataset):
 
     def __getitem__(self, idx):
         idx = torch.as_tensor(idx)
-        return self.images[idx], self.labels[idx], idx
+        # A negative index is a gan_oversample slot: a placeholder the module fills with a generated face.
+        real = idx.clamp(min=0)
+        return self.images[real], self.labels[real], idx
 
 
-def epoch_indices(labels: np.ndarray, strategy: str, rng: np.random.Generator) -> np.ndarray:
-    """One epoch's training order (positions into ``labels``), after the imbalance strategy."""
+SYNTHETIC = -1  # an epoch_indices slot for a generated minority face (gan_oversample)
+
+
+def epoch_indices(labels: np.ndarray, strategy: str, rng: np.random.Generator,
+                  gan_ratio: float = 0.0) -> np.ndarray:
+    """One epoch's training order (positions into ``labels``), after the imbalance strategy.
+
+    ``gan_oversample`` is ``oversample_minority`` with a share ``gan_ratio`` of the repeated
+    minority slots marked :data:`SYNTHETIC` (filled with generator samples by the module): every
+    real minority image still comes once per epoch, and ratio 0 is oversample_minority exactly."""
     n = labels.size
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     minority, majority = (neg, pos) if neg.size <= pos.size else (pos, neg)
@@ -45,8 +55,10 @@ def epoch_indices(labels: np.ndarray, strategy: str, rng: np.random.Generator) -
         return np.where(cls, rng.choice(pos, n), rng.choice(neg, n))
     if strategy == "undersample":
         idx = np.concatenate([minority, rng.choice(majority, minority.size, replace=False)])
-    elif strategy == "oversample_minority":
+    elif strategy in ("oversample_minority", "gan_oversample"):
         reps = rng.choice(minority, majority.size - minority.size, replace=True)
+        if strategy == "gan_oversample":
+            reps[:int(round(gan_ratio * reps.size))] = SYNTHETIC  # reps are drawn at random: any share will do
         idx = np.concatenate([majority, minority, reps])
     else:
         idx = np.arange(n)
@@ -57,8 +69,8 @@ class EpochBatchSampler:
     """Yields this rank's batches of one epoch; reseeded per epoch, same order on every rank."""
 
     def __init__(self, labels: np.ndarray, batch_size: int, strategy: str, seed: int,
-                 rank: int = 0, world_size: int = 1):
-        self.labels, self.batch_size, self.strategy = labels, batch_size, strategy
+                 rank: int = 0, world_size: int = 1, gan_ratio: float = 0.0):
+        self.labels, self.batch_size, self.strategy, self.gan_ratio = labels, batch_size, strategy, gan_ratio
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
         self.resume_at: tuple[int, int] | None = None  # (epoch, first batch) of a resumed run
 
@@ -66,7 +78,7 @@ class EpochBatchSampler:
         self.epoch = epoch
 
     def _local(self) -> np.ndarray:
-        idx = epoch_indices(self.labels, self.strategy, np.random.default_rng((self.seed, self.epoch)))
+        idx = epoch_indices(self.labels, self.strategy, np.random.default_rng((self.seed, self.epoch)), self.gan_ratio)
         usable = len(idx) - len(idx) % self.world_size  # drop the remainder: no image is seen twice
         # Interleaved shards: global batch b is exactly idx[b*B:(b+1)*B], split across ranks, so a
         # DDP run takes the same optimisation steps as one process with the same global batch.
@@ -114,8 +126,9 @@ class ShardSampler:
 class FaceDataModule(L.LightningDataModule):
     def __init__(self, images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
                  batch_size: int, eval_batch_size: int, strategy: str, seed: int,
-                 extra_train: tuple[np.ndarray, np.ndarray] | None = None):
-        """``extra_train``: (uint8 images, labels) used for training only, e.g. pseudo-labelled images."""
+                 extra_train: tuple[np.ndarray, np.ndarray] | None = None, gan_ratio: float = 0.0):
+        """``extra_train``: (uint8 images, labels) used for training only, e.g. pseudo-labelled images.
+        ``gan_ratio``: share of the repeated minority slots given to generated faces (gan_oversample)."""
         super().__init__()
         for part, idx in (("training", train_idx), ("validation", val_idx)):
             classes = np.unique(labels[idx])
@@ -132,7 +145,7 @@ class FaceDataModule(L.LightningDataModule):
                                torch.from_numpy(labels[val_idx].astype(np.float32)))
         self.train_labels = train_labels
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.strategy, self.seed = strategy, seed
+        self.strategy, self.seed, self.gan_ratio = strategy, seed, gan_ratio
         self.train_sampler: EpochBatchSampler | None = None
         self.resume_at: tuple[int, int] | None = None  # set by the checkpoint callback before each save
         self._resume_from: tuple[int, int] | None = None  # read back from a checkpoint
@@ -154,7 +167,8 @@ class FaceDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         # batch_size is the global batch: each of the world_size processes takes its share.
         per_rank = max(1, self.batch_size // world)
-        self.train_sampler = EpochBatchSampler(self.train_labels, per_rank, self.strategy, self.seed, rank, world)
+        self.train_sampler = EpochBatchSampler(self.train_labels, per_rank, self.strategy, self.seed, rank, world,
+                                               self.gan_ratio)
         if self._resume_from is not None:
             # Lightning builds the first iterator before it moves current_epoch past a finished
             # epoch, so the checkpoint's own record of the next batch decides.

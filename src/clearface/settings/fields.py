@@ -33,6 +33,16 @@ class AugmentSettings:
     mixup: float = _s(0.0, "mixup alpha (0 = off); labels become soft", "float", lo=0, hi=10)
 
 
+@dataclass
+class GanSettings:
+    """imbalance gan_oversample: the generator file (``clearface gan``) and how much of the balancing it does."""
+    generator: str | None = _s(None, "generator file made by `clearface gan --run` on this run's split", "str",
+                               nullable=True)
+    ratio: float = _s(0.5, "share of oversample_minority's repeated minority slots filled with generated faces "
+                      "(0: oversample_minority; 1: each real minority image once, the rest generated)", "float",
+                      lo=0, hi=1)
+
+
 PREPROCESS_STEPS = ("crop", "resize", "detect")
 
 
@@ -50,12 +60,13 @@ class Settings:
     warmup_epochs: float = _s(1.0, "warm-up epochs (cosine schedule only)", "float", lo=0)
     imbalance: str = _s("pos_weight", "how the class imbalance is handled", "str",
                         choices=("pos_weight", "balanced_sampler", "undersample", "oversample_minority", "focal",
-                                 "soft_hter", "none"))
+                                 "soft_hter", "none", "gan_oversample"))
     focal_gamma: float = _s(2.0, "gamma of the focal loss (imbalance: focal)", "float", lo=0, hi=100)
     soft_hter_temperature: float = _s(1.0, "temperature of the soft-HTER loss", "float", lo=0, lo_open=True)
     label_smoothing: float = _s(0.0, "label smoothing of the BCE targets", "float", lo=0, hi=1, hi_open=True)
     augment: AugmentSettings = _s(lambda: AugmentSettings(lowres=0.1), "training-time augmentation "
                                   "(--augment.KEY value)", "augment", factory=True)
+    gan: GanSettings = _s(GanSettings, "imbalance gan_oversample (--gan.KEY value)", "section", factory=True)
     tta: str = _s("flip", "test-time augmentation: flip averages the image and its mirror", "str",
                   choices=("none", "flip"))
     threshold_method: str = _s("min_hter", "rule that chooses tau on validation scores (min_hter, eer, "

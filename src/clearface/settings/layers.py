@@ -9,14 +9,15 @@ from pathlib import Path
 import yaml
 
 from ..errors import ClearfaceError
-from .fields import DEFAULTS, AugmentSettings, Settings
+from .fields import DEFAULTS, AugmentSettings, GanSettings, Settings
 from .values import check_model, check_value
 
 
 # ---------------------------------------------------------------------------- layering
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-_AUG_FIELDS = {f.name: f for f in dataclasses.fields(AugmentSettings)}
+# nested sections, laid over key by key: name -> their dataclass
+_SECTIONS = {"augment": AugmentSettings, "gan": GanSettings}
 
 
 def _apply(cfg: dict, layer: dict, where: str, replace_sections: bool) -> dict:
@@ -37,24 +38,31 @@ def _apply(cfg: dict, layer: dict, where: str, replace_sections: bool) -> dict:
         if key not in _FIELDS:
             raise ClearfaceError(f"{where or 'command line'}: unknown setting {key!r}; known: {', '.join(sorted(_FIELDS))}")
         f = _FIELDS[key]
-        if f.metadata["kind"] == "augment":
-            if value is None:
-                value = {}
-            if not isinstance(value, dict):
-                raise ClearfaceError(f"{at('augment')}: must be a mapping, got {value!r}")
-            base = dataclasses.asdict(AugmentSettings()) if replace_sections else out["augment"]
-            aug = dict(base)
-            for k, v in value.items():
-                if k not in _AUG_FIELDS:
-                    raise ClearfaceError(f"{where or 'command line'}: unknown setting 'augment.{k}'; known: "
-                                         f"{', '.join(sorted(_AUG_FIELDS))}")
-                aug[k] = check_value(_AUG_FIELDS[k], v, at(f"augment.{k}"))
-            out["augment"] = aug
+        if f.metadata["kind"] in ("augment", "section"):
+            out[key] = _apply_section(key, out.get(key), value, where, at, replace_sections)
         elif key == "model_kwargs" and not replace_sections and isinstance(value, dict):
             out["model_kwargs"] = {**(out.get("model_kwargs") or {}), **check_value(f, value, at(key))}
         else:
             out[key] = check_value(f, value, at(key))
     out["resize"] = out["preprocess"] == "resize"
+    return out
+
+
+def _apply_section(name: str, current: dict | None, value, where: str, at, replace_sections: bool) -> dict:
+    """A nested section (``augment``, ``gan``) laid over ``current``; a recipe's section is complete
+    (unset keys take the dataclass's neutral values)."""
+    cls = _SECTIONS[name]
+    fields_ = {f.name: f for f in dataclasses.fields(cls)}
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ClearfaceError(f"{at(name)}: must be a mapping, got {value!r}")
+    out = dict(dataclasses.asdict(cls()) if replace_sections or current is None else current)
+    for k, v in value.items():
+        if k not in fields_:
+            raise ClearfaceError(f"{where or 'command line'}: unknown setting '{name}.{k}'; known: "
+                                 f"{', '.join(sorted(fields_))}")
+        out[k] = check_value(fields_[k], v, at(f"{name}.{k}"))
     return out
 
 

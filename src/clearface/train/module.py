@@ -12,6 +12,7 @@ from .. import metrics
 from ..calibration import fit_threshold
 from ..data.augment import AugmentConfig, augment_batch, mixup
 from ..engines import tta_probability
+from ..gan.sampling import fill_synthetic, generator_for_training
 from ..models import get_model, get_model_entry
 from . import losses
 from .checkpoints import batch_seed
@@ -36,6 +37,8 @@ class HTERModule(L.LightningModule):
         self.register_buffer("mean", torch.tensor(entry.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(entry.std).view(1, 3, 1, 1), persistent=False)
         self.aug = AugmentConfig.from_dict(cfg.get("augment"))
+        # gan_oversample's frozen generator, in a tuple so it is no submodule: never in checkpoints or the model file
+        self._gan = generator_for_training(cfg)
         self.pos_weight = pos_weight
         self._val = []
         self._train_loss = []
@@ -83,7 +86,9 @@ class HTERModule(L.LightningModule):
         torch.manual_seed(batch_seed(self.seed, self.current_epoch, batch_idx, self.global_rank))
 
     def training_step(self, batch, batch_idx):
-        x, y, _ = batch
+        x, y, idx = batch
+        if self._gan is not None:
+            x, y = fill_synthetic(self._gan, x, y, idx)
         x = self._prepare(x, train=True)
         if self.aug.mixup:
             x, y = mixup(x, y, self.aug.mixup)

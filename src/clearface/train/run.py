@@ -19,7 +19,7 @@ from .. import settings
 from .. import metrics
 from ..calibration import choose_and_score
 from ..data import load_labelled
-from ..data.split import TEST, TRAIN, VAL, fold_parts, make_split
+from ..data.split import TEST, TRAIN, VAL, fold_parts, split_from_config
 from ..errors import ClearfaceError
 from ..engines import TorchEngine
 from ..modelfile import make_model_file, save_model_file
@@ -84,8 +84,9 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
              f" incl. {len(extra_train[1])} pseudo-labelled" if extra_train is not None else "", len(val_idx), pos_weight)
     L.seed_everything(seed, workers=True, verbose=False)
     module = HTERModule(cfg, pos_weight, seed)
+    gan_ratio = float(cfg["gan"]["ratio"]) if cfg["imbalance"] == "gan_oversample" else 0.0
     dm = FaceDataModule(images, labels, train_idx, val_idx, cfg["batch_size"], cfg["eval_batch_size"],
-                        cfg["imbalance"], seed, extra_train)
+                        cfg["imbalance"], seed, extra_train, gan_ratio)
     minutes = cfg.get("checkpoint_minutes", 10)
     callbacks = [RunCheckpoints(ckpt_dir, float(minutes) * 60 if minutes else None)]
     test_idx = np.flatnonzero(parts == TEST)
@@ -126,6 +127,10 @@ def _check_resumable_run(out: Path, folds: int) -> None:
 def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     """Run the whole recipe; returns the metrics written to ``metrics.json``."""
     out = Path(out)
+    generator = None
+    if cfg["imbalance"] == "gan_oversample":  # no generator file: one line, before any data is read
+        from ..gan.sampling import require_generator
+        generator = require_generator(cfg)
     if resume:  # refuse a planted or damaged checkpoint before any work, and clear a killed run's temp files
         _check_resumable_run(out, cfg["folds"])
     out.mkdir(parents=True, exist_ok=True)
@@ -145,13 +150,15 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         if len(parts) != len(y):
             raise ClearfaceError(f"{run.split_path}: {len(parts)} rows but the data has {len(y)} images")
     else:
-        split_seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
-        parts = make_split(y, hashes, cfg["val_fraction"], cfg["holdout"], split_seed, cfg["holdout_seed"], cfg["folds"])
+        parts = split_from_config(cfg, hashes, y)
         run.write_split(names, y, parts)
     write_text_atomic(run.config_path, settings.dump(cfg))
     log.info("data: %d images from %s (%d class 0, %d class 1), loaded in %.1fs", len(y), data,
              int((y == 0).sum()), int(y.sum()), loaded)
     extra_train = _pseudo_labelled(cfg, hashes, parts)
+    if generator is not None:  # refuse a generator that saw a validation/held-out image, before training
+        from ..gan.sampling import check_generator_for_run
+        check_generator_for_run(cfg, generator, hashes, parts, y)
 
     folds = cfg["folds"]
     oof = np.full(len(y), np.nan, np.float32)
