@@ -11,8 +11,7 @@ import dataclasses
 import math
 
 from .errors import ClearfaceError
-
-PREPROCESS_CHOICES = ("crop", "resize", "detect")
+from .settings.fields import PREPROCESS_STEPS as PREPROCESS_CHOICES  # dataclasses only: --help stays light
 
 
 # ---------------------------------------------------------------------------- value types

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ClearfaceError
-
-STEPS = ("crop", "resize", "detect")
+from .settings.fields import PREPROCESS_STEPS as STEPS  # one list of steps, kept with the settings
 DEFAULT_STEP = "crop"
 NO_FACE_SCORE = 0.0   # a photo without a usable face: no clean face found -> class 0
 NO_FACE_GREY = 128    # what galleries show for a photo without a face

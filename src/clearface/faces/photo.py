@@ -48,9 +48,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
         bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, img).convert("RGB")
-    if img.mode == "P":
-        return img.convert("RGB")
-    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return img.convert("RGB")  # P, L, 1, CMYK, YCbCr, LAB, HSV
 
 
 def open_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -114,15 +114,20 @@ def peek_uploads(uploads: list[tuple[str, bytes]], max_pixels: int, budget: int)
     return headers
 
 
+def libc():
+    """The C library through ctypes (its glibc-only calls raise AttributeError elsewhere)."""
+    import ctypes
+    import ctypes.util
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def trim_memory() -> None:
     """Hand freed heap memory back to the system (glibc ``malloc_trim``); a no-op elsewhere.
 
     Called after a request that decoded a large photo, so RSS follows the work and not its peak.
     """
-    import ctypes
-    import ctypes.util
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        libc().malloc_trim(0)
     except (OSError, AttributeError):
         pass
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ClearfaceError
+from ..preprocess import STEPS
 from .limits import Header, InputError
 
 CROP = 64
-STEPS = ("crop", "resize", "detect")
 CLASS_NAMES = {0: "occluded", 1: "clean face"}
 MAX_FACES_PER_IMAGE = 16   # largest first; a crowd photo must not cost unbounded crops
 MAX_SALIENCY_FACES = 4     # Grad-CAM runs backward through the model: a few faces per request
@@ -40,13 +40,6 @@ def _crop_url(chw: np.ndarray) -> str:
     return png_data_url(Image.fromarray(np.ascontiguousarray(chw.transpose(1, 2, 0))))
 
 
-def _gradcam_module():
-    try:
-        return "clearface.explain.gradcam" if importlib.util.find_spec("clearface.explain.gradcam") else None
-    except (ImportError, ValueError):
-        return None
-
-
 class Service:
     """The loaded model and its metadata, shared by all requests; one model call at a time."""
 
@@ -55,6 +48,7 @@ class Service:
             raise ClearfaceError(f"--preprocess {preprocess!r}: choose from {', '.join(STEPS)}")
         from ..engines import load_engine
         engine_obj = load_engine(model_path, engine=engine, cache_dir=cache_dir)
+        self._engine = engine_obj
         self.score_fn, self.info = engine_obj.score, engine_obj.info
         self.threshold = float(self.info["threshold"])
         self.preprocess = preprocess
@@ -66,10 +60,10 @@ class Service:
 
     # ------------------------------------------------------------------ capabilities
     def detect_available(self) -> bool:
-        return importlib.util.find_spec("facenet_pytorch") is not None and _faces_module() is not None
+        return importlib.util.find_spec("facenet_pytorch") is not None
 
     def saliency_available(self) -> bool:
-        return _gradcam_module() is not None and not str(self.info.get("model", "")).endswith(".onnx")
+        return not str(self.info.get("model", "")).endswith(".onnx")
 
     def health(self, limits: dict) -> dict:
         info = self.info
@@ -138,50 +132,35 @@ class Service:
                                  "(use ?preprocess=detect to find the faces, or resize to squash it)")
             return [{"box": whole, "confidence": None, "pixels": np.asarray(img, np.uint8).transpose(2, 0, 1)}], 1
         if step == "resize":
-            from PIL import Image
-            small = img.resize((CROP, CROP), Image.BILINEAR, reducing_gap=2.0)
-            return [{"box": whole, "confidence": None, "pixels": np.asarray(small, np.uint8).transpose(2, 0, 1)}], 1
-        faces_mod = _faces_module()
-        if faces_mod is None:
-            raise InputError(501, "face detection is not available in this installation (clearface.faces missing)")
+            from ..data.ingest import to_rgb64
+            return [{"box": whole, "confidence": None, "pixels": to_rgb64(img)}], 1
+        from ..faces import find_faces
         with self.lock:  # the detector is a torch model: one call at a time, like scoring
-            found = faces_mod.find_faces(img, self.framing)
-        kept = [{"box": [round(float(v), 1) for v in f.box],
-                 "confidence": None if f.confidence is None else round(float(f.confidence), 4),
+            found = find_faces(img, self.framing)
+        kept = [{**{k: v for k, v in f.as_dict().items() if k != "landmarks"},
                  "pixels": np.ascontiguousarray(f.crop, dtype=np.uint8)} for f in found[:MAX_FACES_PER_IMAGE]]
         return kept, len(found)
 
     def _saliency(self, chw: np.ndarray) -> str:
-        import importlib
-        mod = importlib.import_module(_gradcam_module())
+        from ..explain import gradcam as mod
         with self.lock:
-            if self._gradcam is None:
+            if self._gradcam is None:  # its own scorer (gradients), from the model file the engine already read
                 from ..engines import build_scorer
-                from ..modelfile import load_model_file
-                self._gradcam = mod.GradCAM(build_scorer(load_model_file(self.info["model"])))
+                blob = getattr(self._engine, "blob", None)
+                if blob is None:
+                    from ..modelfile import load_model_file
+                    blob = load_model_file(self.info["model"])
+                self._gradcam = mod.GradCAM(build_scorer(blob))
             cam = self._gradcam(chw[None])
             # GradCAM keeps the last batch's tensors for inspection: drop them, the service never reads them
             self._gradcam.activations = self._gradcam.gradients = self._gradcam.logits = None
         return png_data_url(mod.overlay(chw, cam[0], size=SALIENCY_PX))
 
 
-def _faces_module():
-    try:
-        if importlib.util.find_spec("clearface.faces") is None:
-            return None
-        import clearface.faces as faces_mod
-    except ImportError:
-        return None
-    # the package must expose the contract (a half-made package without __init__ does not)
-    return faces_mod if hasattr(faces_mod, "open_photo") and hasattr(faces_mod, "find_faces") else None
-
-
 def _open(data: bytes, name: str, max_pixels: int):
     """The photo as RGB with EXIF orientation applied (``clearface.faces.open_photo``); errors -> 4xx."""
-    faces_mod = _faces_module()
-    if faces_mod is None:
-        raise InputError(501, "photo decoding is not available in this installation (clearface.faces missing)")
+    from ..faces import open_photo
     try:
-        return faces_mod.open_photo(data, name, max_pixels)
+        return open_photo(data, name, max_pixels)
     except ClearfaceError as exc:
         raise InputError(int(getattr(exc, "status", 422)), str(exc)) from None

@@ -25,13 +25,12 @@ def tune_malloc() -> None:
     end up in arenas that never shrink: RSS climbs with each new thread and stays up. Two arenas
     and a fixed 1 MB mmap threshold return the big buffers to the system when freed.
     """
-    import ctypes
-    import ctypes.util
+    from .limits import libc
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, 2)            # M_ARENA_MAX
-        libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
-        libc.mallopt(-1, 4 * 1024 * 1024)  # M_TRIM_THRESHOLD
+        c = libc()
+        c.mallopt(-8, 2)            # M_ARENA_MAX
+        c.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
+        c.mallopt(-1, 4 * 1024 * 1024)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc (macOS, musl): their allocators behave differently
         pass
 

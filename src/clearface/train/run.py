@@ -68,12 +68,12 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
 
     from ..data.datamodule import FaceDataModule
     from .callbacks import EpochSummary, HoldoutTracker, StopAfter
-    from .checkpoints import RunCheckpoints, check_resumable, check_weights_fit, load_best_weights
+    from .checkpoints import LAST, RunCheckpoints, check_weights_fit, load_best_weights
     from .module import HTERModule
 
     ckpt_dir = RunDir(run_dir).checkpoints
-    # Refuse a planted or damaged checkpoint before any work: one line, nothing trained.
-    last = check_resumable(ckpt_dir) if resume else None
+    # train() already read and checked every checkpoint of the run (_check_resumable_run) before any work
+    last = ckpt_dir / LAST if resume and (ckpt_dir / LAST).exists() else None
 
     train_idx, val_idx = np.flatnonzero(parts == TRAIN), np.flatnonzero(parts == VAL)
     y_train = labels[train_idx] if extra_train is None else np.concatenate([labels[train_idx], extra_train[1]])
