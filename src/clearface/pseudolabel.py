@@ -101,17 +101,22 @@ def pseudolabel(model, run_dir, data, labels, unlabelled, out, precision0: float
     return result
 
 
-def read_pseudo_labels(path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(positions into names, labels)`` of a pseudo-label CSV, checked line by line."""
+def read_pseudo_labels(path, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(positions into names, labels, teacher scores or None)`` of a pseudo-label CSV, checked line by line.
+
+    The scores are there when the CSV has a ``score`` column (``pseudolabel`` and ``predict --scores`` write one).
+    """
+    from .train.targets import score_cell
     p = Path(path).expanduser()
     if not p.exists():
         raise ClearfaceError(f"{p}: no such pseudo-label file")
     where = {n: i for i, n in enumerate(names)}
-    pos, lab = [], []
+    pos, lab, score = [], [], []
     with open(p, newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"name", "label"} <= set(reader.fieldnames):
             raise ClearfaceError(f"{p}: needs a header with 'name' and 'label' columns")
+        has_score = "score" in reader.fieldnames
         for line, row in enumerate(reader, start=2):
             if row["name"] not in where:
                 raise ClearfaceError(f"{p}:{line}: image {row['name']!r} is not in the pseudo-label data")
@@ -119,6 +124,8 @@ def read_pseudo_labels(path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
                 raise ClearfaceError(f"{p}:{line}: label {row['label']!r} is not 0 or 1")
             pos.append(where[row["name"]])
             lab.append(int(row["label"]))
+            if has_score:
+                score.append(score_cell(row["score"], p, line))
     if not pos:
         raise ClearfaceError(f"{p}: no pseudo-labelled images")
-    return np.array(pos, np.int64), np.array(lab, np.int8)
+    return np.array(pos, np.int64), np.array(lab, np.int8), (np.array(score) if has_score else None)

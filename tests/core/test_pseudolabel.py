@@ -58,8 +58,13 @@ def test_pseudo_label_file_is_checked_line_by_line(tmp_path):
     names = ["v/000001.jpg", "v/000002.jpg"]
     f = tmp_path / "p.csv"
     f.write_text("name,score,label\nv/000002.jpg,0.9,1\nv/000001.jpg,0.1,0\n")
-    pos, lab = read_pseudo_labels(f, names)
-    assert pos.tolist() == [1, 0] and lab.tolist() == [1, 0]
+    pos, lab, score = read_pseudo_labels(f, names)
+    assert pos.tolist() == [1, 0] and lab.tolist() == [1, 0] and score.tolist() == [0.9, 0.1]
+    f.write_text("name,label\nv/000002.jpg,1\n")
+    assert read_pseudo_labels(f, names)[2] is None
+    f.write_text("name,score,label\nv/000002.jpg,1.5,1\n")
+    with pytest.raises(ClearfaceError, match=r"p.csv:2: score '1.5'"):
+        read_pseudo_labels(f, names)
     f.write_text("name,score,label\nv/000002.jpg,0.9,1\nv/000009.jpg,0.1,0\n")
     with pytest.raises(ClearfaceError, match=r"p.csv:3: .*000009"):
         read_pseudo_labels(f, names)
@@ -94,7 +99,8 @@ def test_pseudolabel_end_to_end_and_training_use(small_run, tiny_model_file, tmp
     names = load_images(unl).names
     every.write_text("name,label\n" + "".join(f"{n},{i % 2}\n" for i, n in enumerate(names)))
     cfg = resolve(overrides={"pseudo_data": str(unl), "pseudo_labels": str(every)})
-    images, labels = _pseudo_labelled(cfg, s.hashes, parts)
+    images, labels, targets = _pseudo_labelled(cfg, s.hashes, parts)
     assert len(images) == len(labels) == 40 and images.shape[1:] == (3, 64, 64)
+    assert np.array_equal(targets, labels.astype(np.float32))  # no distillation: the targets are the labels
     with pytest.raises(ClearfaceError, match="together"):
         _pseudo_labelled(resolve(overrides={"pseudo_data": str(unl)}), s.hashes, parts)

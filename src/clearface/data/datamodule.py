@@ -126,9 +126,12 @@ class ShardSampler:
 class FaceDataModule(L.LightningDataModule):
     def __init__(self, images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
                  batch_size: int, eval_batch_size: int, strategy: str, seed: int,
-                 extra_train: tuple[np.ndarray, np.ndarray] | None = None, gan_ratio: float = 0.0):
+                 extra_train: tuple[np.ndarray, np.ndarray] | None = None, gan_ratio: float = 0.0,
+                 train_targets: np.ndarray | None = None):
         """``extra_train``: (uint8 images, labels) used for training only, e.g. pseudo-labelled images.
-        ``gan_ratio``: share of the repeated minority slots given to generated faces (gan_oversample)."""
+        ``gan_ratio``: share of the repeated minority slots given to generated faces (gan_oversample).
+        ``train_targets``: float loss targets of the training images (training part, then extra_train),
+        e.g. labels mixed with a teacher's scores; the imbalance strategy still reads the hard labels."""
         super().__init__()
         for part, idx in (("training", train_idx), ("validation", val_idx)):
             classes = np.unique(labels[idx])
@@ -140,7 +143,12 @@ class FaceDataModule(L.LightningDataModule):
         if extra_train is not None:
             train_images = np.concatenate([train_images, np.asarray(extra_train[0])])
             train_labels = np.concatenate([train_labels, np.asarray(extra_train[1]).astype(labels.dtype)])
-        self.train = BatchGather(torch.from_numpy(train_images), torch.from_numpy(train_labels.astype(np.float32)))
+        if train_targets is None:
+            train_targets = train_labels
+        elif len(train_targets) != len(train_labels):
+            raise ValueError(f"{len(train_targets)} targets for {len(train_labels)} training images")
+        self.train = BatchGather(torch.from_numpy(train_images),
+                                 torch.from_numpy(np.asarray(train_targets, np.float32)))
         self.val = BatchGather(torch.from_numpy(np.ascontiguousarray(images[val_idx])),
                                torch.from_numpy(labels[val_idx].astype(np.float32)))
         self.train_labels = train_labels

@@ -126,11 +126,11 @@ def fill_synthetic(gan: tuple, x_uint8, y, idx):
     return x_uint8, y
 
 
-def generator_for_training(cfg: dict) -> tuple | None:
-    """``(generator, class)`` for a gan_oversample run, else None (checked by check_generator_for_run)."""
-    if cfg.get("imbalance") != "gan_oversample":
-        return None
-    blob = load_generator_file(cfg["gan"]["generator"])
+def generator_for_training(blob: dict) -> tuple:
+    """``(frozen generator, class)`` of a generator file's contents, as the training module draws from it.
+
+    ``train`` reads the file once (``require_generator``), checks it against the split
+    (``check_generator_for_run``) and builds from that same blob, so what was checked is what is used."""
     generator = build_generator(blob)
     generator.requires_grad_(False)
     return generator, int(blob["generates"])

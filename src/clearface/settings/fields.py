@@ -43,6 +43,20 @@ class GanSettings:
                       lo=0, hi=1)
 
 
+@dataclass
+class DistillSettings:
+    """Soft training targets from a teacher's scores (``clearface predict --scores``): distillation.
+
+    Each training image's target is ``alpha * label + (1 - alpha) * sigmoid(logit(score) / temperature)``;
+    validation and held-out images keep their hard labels (tau is chosen and scored on them)."""
+    scores: str | None = _s(None, "CSV name,score of the teacher on --data (`clearface predict --scores`); only "
+                            "the training part's rows are read", "str", nullable=True)
+    alpha: float = _s(1.0, "weight of the hard label in each training target (1: labels only, 0: teacher only); "
+                      "pseudo-labelled images mix their CSV's label and score the same way", "float", lo=0, hi=1)
+    temperature: float = _s(1.0, "teacher scores are tempered as sigmoid(logit(score) / T) (T > 1: softer)",
+                            "float", lo=0.05, hi=100)
+
+
 PREPROCESS_STEPS = ("crop", "resize", "detect")
 
 
@@ -67,6 +81,8 @@ class Settings:
     augment: AugmentSettings = _s(lambda: AugmentSettings(lowres=0.1), "training-time augmentation "
                                   "(--augment.KEY value)", "augment", factory=True)
     gan: GanSettings = _s(GanSettings, "imbalance gan_oversample (--gan.KEY value)", "section", factory=True)
+    distill: DistillSettings = _s(DistillSettings, "soft targets from a teacher's scores (--distill.KEY value)",
+                                  "section", factory=True)
     tta: str = _s("flip", "test-time augmentation: flip averages the image and its mirror", "str",
                   choices=("none", "flip"))
     threshold_method: str = _s("min_hter", "rule that chooses tau on validation scores (min_hter, eer, "
@@ -89,9 +105,10 @@ class Settings:
     checkpoint_minutes: float | None = _s(10.0, "also write checkpoints/last.ckpt mid-epoch every N minutes "
                                           "(null: after each epoch only)", "float", lo=0, lo_open=True,
                                           nullable=True)
-    pseudo_data: str | None = _s(None, "unlabelled zip/folder whose confident teacher calls join training", "str",
+    pseudo_data: str | None = _s(None, "unlabelled zip/folder whose teacher calls join training", "str",
                                  nullable=True)
-    pseudo_labels: str | None = _s(None, "CSV name,label of those calls (`clearface pseudolabel`)", "str",
+    pseudo_labels: str | None = _s(None, "CSV name,label[,score] of those calls (`clearface pseudolabel`; or "
+                                   "`predict --scores` for every image, with --distill.alpha < 1)", "str",
                                    nullable=True)
     limit_images: int | None = _s(None, "use only the first N images (smoke runs, tests)", "int", lo=1,
                                   nullable=True)

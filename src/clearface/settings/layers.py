@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ClearfaceError
-from .fields import DEFAULTS, AugmentSettings, GanSettings, Settings
+from .fields import DEFAULTS, AugmentSettings, DistillSettings, GanSettings, Settings
 from .values import check_model, check_value
 
 
@@ -17,7 +17,7 @@ from .values import check_model, check_value
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # nested sections, laid over key by key: name -> their dataclass
-_SECTIONS = {"augment": AugmentSettings, "gan": GanSettings}
+_SECTIONS = {"augment": AugmentSettings, "gan": GanSettings, "distill": DistillSettings}
 
 
 def _apply(cfg: dict, layer: dict, where: str, replace_sections: bool) -> dict:
@@ -49,7 +49,7 @@ def _apply(cfg: dict, layer: dict, where: str, replace_sections: bool) -> dict:
 
 
 def _apply_section(name: str, current: dict | None, value, where: str, at, replace_sections: bool) -> dict:
-    """A nested section (``augment``, ``gan``) laid over ``current``; a recipe's section is complete
+    """A nested section (``augment``, ``gan``, ``distill``) laid over ``current``; a recipe's section is complete
     (unset keys take the dataclass's neutral values)."""
     cls = _SECTIONS[name]
     fields_ = {f.name: f for f in dataclasses.fields(cls)}

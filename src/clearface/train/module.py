@@ -12,7 +12,7 @@ from .. import metrics
 from ..calibration import fit_threshold
 from ..data.augment import AugmentConfig, augment_batch, mixup
 from ..engines import tta_probability
-from ..gan.sampling import fill_synthetic, generator_for_training
+from ..gan.sampling import fill_synthetic
 from ..models import get_model, get_model_entry
 from . import losses
 from .checkpoints import batch_seed
@@ -24,10 +24,11 @@ def epoch_mean(values) -> float:
 
 
 class HTERModule(L.LightningModule):
-    def __init__(self, cfg: dict, pos_weight: float, seed: int = 0):
-        """``seed``: with the epoch and batch number, it alone decides a training batch's randomness."""
+    def __init__(self, cfg: dict, pos_weight: float, seed: int = 0, gan: tuple | None = None):
+        """``seed``: with the epoch and batch number, it alone decides a training batch's randomness.
+        ``gan``: gan_oversample's ``(frozen generator, class)`` (``generator_for_training``)."""
         super().__init__()
-        self.save_hyperparameters()  # resolved config lands in every checkpoint
+        self.save_hyperparameters(ignore=["gan"])  # resolved config lands in every checkpoint
         self.cfg = cfg
         self.seed = int(seed)
         entry = get_model_entry(cfg["model"])
@@ -38,7 +39,7 @@ class HTERModule(L.LightningModule):
         self.register_buffer("std", torch.tensor(entry.std).view(1, 3, 1, 1), persistent=False)
         self.aug = AugmentConfig.from_dict(cfg.get("augment"))
         # gan_oversample's frozen generator, in a tuple so it is no submodule: never in checkpoints or the model file
-        self._gan = generator_for_training(cfg)
+        self._gan = gan
         self.pos_weight = pos_weight
         self._val = []
         self._train_loss = []

@@ -25,6 +25,7 @@ from ..engines import TorchEngine
 from ..modelfile import make_model_file, save_model_file
 from ..outputs import write_text_atomic
 from ..rundir import RunDir
+from .targets import distilling, mix, read_teacher_scores
 
 log = logging.getLogger("clearface")
 
@@ -61,7 +62,11 @@ def _blob(cfg, members, tau=0.5, tau_source="", val_metrics=None):
                            tau_source, val_metrics or {}, cfg)
 
 
-def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int, extra_train=None):
+def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int, extra_train=None, teacher=None,
+             gan=None):
+    """``extra_train``: (images, labels, targets) trained on besides the training part; ``teacher``:
+    per-image teacher scores of ``images`` (NaN outside the training part) when distilling; ``gan``:
+    gan_oversample's ``(generator, class)``."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -83,10 +88,16 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
              run_dir.name, len(y_train), n0, n1,
              f" incl. {len(extra_train[1])} pseudo-labelled" if extra_train is not None else "", len(val_idx), pos_weight)
     L.seed_everything(seed, workers=True, verbose=False)
-    module = HTERModule(cfg, pos_weight, seed)
+    module = HTERModule(cfg, pos_weight, seed, gan)
     gan_ratio = float(cfg["gan"]["ratio"]) if cfg["imbalance"] == "gan_oversample" else 0.0
+    targets = None
+    if teacher is not None:
+        d = cfg["distill"]
+        targets = mix(labels[train_idx], teacher[train_idx], float(d["alpha"]), float(d["temperature"]))
+        if extra_train is not None:
+            targets = np.concatenate([targets, extra_train[2]])
     dm = FaceDataModule(images, labels, train_idx, val_idx, cfg["batch_size"], cfg["eval_batch_size"],
-                        cfg["imbalance"], seed, extra_train, gan_ratio)
+                        cfg["imbalance"], seed, None if extra_train is None else extra_train[:2], gan_ratio, targets)
     minutes = cfg.get("checkpoint_minutes", 10)
     callbacks = [RunCheckpoints(ckpt_dir, float(minutes) * 60 if minutes else None)]
     test_idx = np.flatnonzero(parts == TEST)
@@ -127,10 +138,10 @@ def _check_resumable_run(out: Path, folds: int) -> None:
 def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     """Run the whole recipe; returns the metrics written to ``metrics.json``."""
     out = Path(out)
-    generator = None
+    gan_blob, gan = None, None
     if cfg["imbalance"] == "gan_oversample":  # no generator file: one line, before any data is read
         from ..gan.sampling import require_generator
-        generator = require_generator(cfg)
+        gan_blob = require_generator(cfg)
     if resume:  # refuse a planted or damaged checkpoint before any work, and clear a killed run's temp files
         _check_resumable_run(out, cfg["folds"])
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +150,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     import torch
     torch.set_num_threads(int(cfg["num_threads"] or len(os.sched_getaffinity(0))))
 
-    imageset, y = load_labelled(data, labels, limit=cfg["limit_images"], resize=cfg["resize"],
+    imageset, y = load_labelled(data, labels, limit=cfg["limit_images"], step=cfg["preprocess"],
                                 cache_dir=cfg["cache_dir"])
     images, hashes, names = imageset.images, imageset.hashes, imageset.names
     loaded = time.perf_counter() - t_start  # logged once the split exists: a bad split is then the only line
@@ -156,9 +167,18 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     log.info("data: %d images from %s (%d class 0, %d class 1), loaded in %.1fs", len(y), data,
              int((y == 0).sum()), int(y.sum()), loaded)
     extra_train = _pseudo_labelled(cfg, hashes, parts)
-    if generator is not None:  # refuse a generator that saw a validation/held-out image, before training
-        from ..gan.sampling import check_generator_for_run
-        check_generator_for_run(cfg, generator, hashes, parts, y)
+    teacher = None
+    if distilling(cfg):  # every image any fold trains on needs a teacher score; held-out ones are never read
+        if not cfg["distill"].get("scores"):
+            raise ClearfaceError("--distill.alpha < 1 needs --distill.scores (the teacher's `predict --scores` CSV)")
+        teacher = read_teacher_scores(cfg["distill"]["scores"], names, parts != TEST)
+        log.info("distillation: targets = %.2f x label + %.2f x teacher score at T %.2f (%s)",
+                 cfg["distill"]["alpha"], 1 - cfg["distill"]["alpha"], cfg["distill"]["temperature"],
+                 cfg["distill"]["scores"])
+    if gan_blob is not None:  # refuse a generator that saw a validation/held-out image, before training
+        from ..gan.sampling import check_generator_for_run, generator_for_training
+        check_generator_for_run(cfg, gan_blob, hashes, parts, y)
+        gan = generator_for_training(gan_blob)  # built from the blob just checked: the file is read once
 
     folds = cfg["folds"]
     oof = np.full(len(y), np.nan, np.float32)
@@ -167,7 +187,8 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         fold_dir = out if folds == 1 else run.fold(k).path
         fold_dir.mkdir(exist_ok=True)
         p = parts if folds == 1 else fold_parts(parts, k)
-        trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k, extra_train)
+        trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k, extra_train,
+                                            teacher, gan)
         if trainer.global_rank != 0:
             continue
         member = _member(cfg, module.model)
@@ -187,8 +208,9 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
 
 
 def _pseudo_labelled(cfg, hashes, parts):
-    """Training-only extra images from ``pseudo_data``/``pseudo_labels``, or None.
+    """Training-only extra images from ``pseudo_data``/``pseudo_labels`` as (images, labels, targets), or None.
 
+    The targets are the labels, or (distilling) the labels mixed with the CSV's teacher scores.
     An unlabelled image that is pixel-identical to a validation or held-out image is dropped: its
     teacher label would otherwise leak into the images that choose tau or score the run.
     """
@@ -198,15 +220,23 @@ def _pseudo_labelled(cfg, hashes, parts):
         raise ClearfaceError("pseudo_data and pseudo_labels go together: give both or neither")
     from ..data import load_images
     from ..pseudolabel import read_pseudo_labels
-    unl = load_images(cfg["pseudo_data"], resize=cfg["resize"], cache_dir=cfg["cache_dir"])
-    pos, lab = read_pseudo_labels(cfg["pseudo_labels"], unl.names)
+    unl = load_images(cfg["pseudo_data"], cfg["preprocess"], cache_dir=cfg["cache_dir"])
+    pos, lab, score = read_pseudo_labels(cfg["pseudo_labels"], unl.names)
+    if distilling(cfg) and score is None:
+        raise ClearfaceError(f"{cfg['pseudo_labels']}: distillation (--distill.alpha < 1) needs a 'score' column "
+                             "(`clearface predict --scores` writes one)")
     scored = np.isin(unl.hashes[pos], hashes[parts != TRAIN])
     if scored.any():
         log.info("pseudo-labels: %d images dropped, identical to validation/held-out images", int(scored.sum()))
         pos, lab = pos[~scored], lab[~scored]
+        score = None if score is None else score[~scored]
     log.info("pseudo-labels: %d images from %s (%d class 0, %d class 1)", len(lab), cfg["pseudo_data"],
              int((lab == 0).sum()), int(lab.sum()))
-    return np.ascontiguousarray(unl.images[pos]), lab
+    targets = lab.astype(np.float32)
+    if distilling(cfg):
+        d = cfg["distill"]
+        targets = mix(lab, score, float(d["alpha"]), float(d["temperature"]))
+    return np.ascontiguousarray(unl.images[pos]), lab, targets
 
 
 def _calibrate_and_save(cfg, run: RunDir, images, y, parts, oof, members, names) -> dict:

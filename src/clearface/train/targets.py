@@ -1,0 +1,81 @@
+"""Training targets: hard labels, or hard labels mixed with a teacher's tempered scores (distillation).
+
+The teacher's scores come from ``clearface predict --scores`` (``name,score,label``). Only the rows
+of images this run trains on are ever read into a target: validation images choose tau and held-out
+images score the run, so both keep their own hard labels and no teacher score of theirs is used.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ClearfaceError
+
+
+def temper(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """``sigmoid(logit(s) / T)``: T > 1 pulls scores towards 0.5, T < 1 pushes them out; T = 1 is identity."""
+    s = np.clip(np.asarray(scores, np.float64), 1e-6, 1 - 1e-6)
+    return 1.0 / (1.0 + np.exp(-(np.log(s) - np.log1p(-s)) / float(temperature)))
+
+
+def mix(hard: np.ndarray, scores: np.ndarray, alpha: float, temperature: float) -> np.ndarray:
+    """``alpha * hard + (1 - alpha) * temper(scores)`` as float32 targets."""
+    return (alpha * np.asarray(hard, np.float64) + (1 - alpha) * temper(scores, temperature)).astype(np.float32)
+
+
+def distilling(cfg: dict) -> bool:
+    return float((cfg.get("distill") or {}).get("alpha", 1.0)) < 1.0
+
+
+def read_teacher_scores(path, names: list[str], needed: np.ndarray) -> np.ndarray:
+    """Scores of ``names`` from a teacher CSV (``name,score[,label]``), NaN where absent.
+
+    ``needed``: boolean mask of the images that must have a score (the training part). Every row is
+    checked, but the scores of other images (validation, held-out) are dropped here, so none of
+    them can reach a target.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ClearfaceError(f"{p}: no such teacher score file")
+    where = {n: i for i, n in enumerate(names)}
+    out = np.full(len(names), np.nan, np.float64)
+    with open(p, newline="") as f:
+        try:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"name", "score"} <= set(reader.fieldnames):
+                raise ClearfaceError(f"{p}: needs a header with 'name' and 'score' columns")
+            for line, row in enumerate(reader, start=2):
+                i = where.get(row["name"])
+                if i is None:
+                    raise ClearfaceError(f"{p}:{line}: image {row['name']!r} is not in the training data")
+                v = score_cell(row.get("score"), p, line)
+                if needed[i]:
+                    out[i] = v
+        except UnicodeDecodeError:
+            raise ClearfaceError(f"{p}: not a text CSV") from None
+    missing = np.flatnonzero(needed & np.isnan(out))
+    if missing.size:
+        raise ClearfaceError(f"{p}: no score for {missing.size} training images (first: {names[missing[0]]!r})")
+    return out
+
+
+def score_cell(text, path, line) -> float:
+    """One score cell of a CSV, checked: a number in [0, 1], else one line naming file and line."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise ClearfaceError(f"{path}:{line}: score {text!r} is not a number") from None
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise ClearfaceError(f"{path}:{line}: score {text!r} is not in [0, 1]")
+    return v
+
+
+def check_pseudo_scores(path, scores) -> None:
+    """Pseudo-labelled images are distilled only from a CSV that carries their teacher scores."""
+    if scores is None:
+        raise ClearfaceError(f"{path}: distillation (--distill.alpha < 1) needs a 'score' column in the "
+                             "pseudo-label CSV (`clearface predict --scores` writes one)")
