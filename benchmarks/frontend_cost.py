@@ -108,18 +108,6 @@ def detect_scores(engine, crops, labels, seeds, textures, framing, deadline=None
     return scores, found, hit, sides[:done], secs
 
 
-def paired_diff_ci(s_a, s_b, y, tau, n_boot=1000, seed=0) -> tuple[float, float]:
-    """95 % bootstrap CI of HTER(b) - HTER(a) on the same images, resampling each class separately."""
-    rng = np.random.default_rng(seed)
-    neg, pos = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-    diffs = []
-    for _ in range(n_boot):
-        n, p = rng.choice(neg, neg.size), rng.choice(pos, pos.size)
-        h = [((s[n] >= tau).mean() + (s[p] < tau).mean()) / 2 for s in (s_a, s_b)]
-        diffs.append(h[1] - h[0])
-    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model file (default: the packaged default model)")
@@ -183,7 +171,7 @@ def main(argv=None) -> int:
           f"AUC {val_row['auc']:.4f} (stored {val_row['stored_auc']:.4f})", file=sys.stderr)
     crop_sum = metrics.summarize_with_ci(s_crop, y, tau)
     det_sum = metrics.summarize_with_ci(s_det, y, tau)
-    diff_ci = paired_diff_ci(s_crop, s_det, y, tau)
+    diff_ci = metrics.paired_hter_diff(s_crop, tau, s_det, tau, y, n_boot=1000)[1:]
     result = {
         "model": blob["path"], "tau": tau, "tau_source": f"{blob.get('threshold_method')} on {blob.get('threshold_source')}",
         "scored_on": f"held-out part of {args.data} (split rebuilt from the model file's config)",

@@ -111,13 +111,18 @@ class TorchEngine:
         with torch.inference_mode():
             return score_in_batches(chunk, images, batch_size).astype(np.float32, copy=False)
 
-    def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """The first member's ``embed(x)`` vectors (e.g. facenet_seed's 128-d)."""
-        import torch
-        net, s = self.scorer.members[0], self.scorer
+    def embedding_net(self):
+        """The first member, if it has ``embed(x)``; else one line saying which models do."""
+        net = self.scorer.members[0]
         if not hasattr(net, "embed"):
             raise ClearfaceError(f"{self.info['model']}: model {type(net).__name__} has no embed(); "
                                  "--embeddings works with e.g. facenet_seed")
+        return net
+
+    def embed(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """The first member's ``embed(x)`` vectors (e.g. facenet_seed's 128-d)."""
+        import torch
+        net, s = self.embedding_net(), self.scorer
         with torch.inference_mode():
             return score_in_batches(lambda c: net.embed((unit_float(c) - s.mean) / s.std).float().numpy(),
                                     images, batch_size)

@@ -19,7 +19,7 @@ from .errors import ClearfaceError
 from .outputs import atomic_path, file_sha256
 
 ONNX_FORMAT = "clearface-onnx"
-ONNX_FORMAT_VERSION = 1
+ONNX_FORMAT_VERSION = 2  # 2: preprocess metadata gained step and framing
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "score"

@@ -16,24 +16,32 @@ from .outputs import atomic_path, write_text_atomic
 from .preprocess import step_arg
 
 
-def _score(model, data, threshold, preprocess, cache_dir, batch_size, use_cache, engine):
+def _score(model, data, threshold, preprocess, cache_dir, batch_size, use_cache, engine, blob=None):
     """``(prepared, scores, tau, engine info)``: one score per file; tau is ``threshold`` or the
-    model's stored one; ``preprocess`` (a step name) overrides the model file's step."""
+    model's stored one; ``preprocess`` (a step name) overrides the model file's step; ``blob``: the
+    model file when the caller has already read it."""
     from .preprocess import prepare_and_score, resolve, step_source
-    eng = load_engine(model, engine, cache_dir)
-    step, framing = resolve(step_source(eng, model), preprocess)
+    eng = load_engine(model, engine, cache_dir, blob=blob)
+    step, framing = resolve(step_source(eng), preprocess)
     prepared, scores = prepare_and_score(data, step, eng.score, batch_size, framing, cache_dir, use_cache)
     tau = eng.info["threshold"] if threshold is None else float(threshold)
     info = dict(eng.info, step=step)
     return prepared, scores, tau, info
 
 
-def write_embeddings(model, images: np.ndarray, path, batch_size: int = 512) -> tuple:
-    """Save the first member's ``embed(x)`` vectors (e.g. facenet_seed's 128-d) as ``.npy``."""
+def embedder(model) -> TorchEngine:
+    """The PyTorch engine that gives ``--embeddings``, checked before anything is scored."""
     mpath = model_file_path(model)
     if mpath.suffix == ".onnx":
         raise ClearfaceError(f"{mpath}: --embeddings needs the PyTorch model file, not an ONNX export")
-    emb = TorchEngine(load_model_file(mpath)).embed(images, batch_size)
+    eng = TorchEngine(load_model_file(mpath))
+    eng.embedding_net()
+    return eng
+
+
+def write_embeddings(eng: TorchEngine, images: np.ndarray, path, batch_size: int = 512) -> tuple:
+    """Save the first member's ``embed(x)`` vectors (e.g. facenet_seed's 128-d) as ``.npy``."""
+    emb = eng.embed(images, batch_size)
     with atomic_path(path, suffix=".npy") as tmp:
         np.save(tmp, emb)
     return emb.shape
@@ -51,13 +59,15 @@ def predict(model, data, out, scores_path=None, threshold=None, resize=False, ca
     step = step_arg(preprocess, resize)
     if faces_path and step not in (None, "detect"):
         raise ClearfaceError(f"--faces lists the faces found in photos: it needs --preprocess detect, not {step}")
-    prepared, scores, tau, info = _score(model, data, threshold, step, cache_dir, batch_size, use_cache, engine)
+    embed = embedder(model) if embeddings_path else None  # a model without embeddings: one line, nothing scored
+    prepared, scores, tau, info = _score(model, data, threshold, step, cache_dir, batch_size, use_cache, engine,
+                                         None if embed is None else embed.blob)
     if faces_path and info["step"] != "detect":
         raise ClearfaceError(f"--faces lists the faces found in photos: the model's step is {info['step']}; "
                              "pass --preprocess detect")
     labels = labels_from_scores(scores, tau)
-    if embeddings_path:  # first: if the model has no embeddings, no label file is written either
-        write_embeddings(model, prepared.images, embeddings_path, batch_size)
+    if embed is not None:
+        write_embeddings(embed, prepared.images, embeddings_path, batch_size)
     write_text_atomic(out, "".join(f"{v}\n" for v in labels))
     if scores_path:
         lines = ["name,score,label"] + [f"{n},{s:.6f},{l}" for n, s, l in zip(prepared.names, scores, labels)]

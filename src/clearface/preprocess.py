@@ -66,22 +66,12 @@ def resolve(blob_or_info: dict, override: str | None = None) -> tuple[str, dict 
     return step, framing
 
 
-def step_source(engine, model) -> dict:
-    """The dict whose ``preprocess`` names a loaded engine's step: the torch engine's model file;
-    for an ONNX export its metadata, or the .pt model file when that metadata predates steps."""
+def step_source(engine) -> dict:
+    """The dict whose ``preprocess`` names a loaded engine's step: the torch engine's model file, or
+    an ONNX export's metadata (every cached export has the step: the cache key carries the format
+    version, so exports made before steps existed are never reused)."""
     blob = getattr(engine, "blob", None)
-    if blob is not None:
-        return blob
-    info = engine.info
-    if "step" not in (info.get("preprocess") or {}):
-        from .modelfile import load_model_file, model_file_path
-        try:
-            path = model_file_path(model)
-            if path.suffix != ".onnx":
-                return load_model_file(path)
-        except ClearfaceError:
-            pass
-    return info
+    return blob if blob is not None else engine.info
 
 
 def step_record(step: str, framing: dict | None = None) -> dict:

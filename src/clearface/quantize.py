@@ -201,14 +201,16 @@ def export_int8(model, out, calib_data, calib_labels=None, calib_images: int = D
     from .modelfile import resolve_model_path
 
     labels = read_labels(calib_labels) if calib_labels is not None else None
-    if resolve_model_path(model).suffix == ".onnx":  # a float export: quantise it as it is
-        float_onnx = resolve_model_path(model)
-        rule = read_metadata(float_onnx).get("threshold_method")
+    path = resolve_model_path(model)
+    if path.suffix == ".onnx":  # a float export: quantise it as it is
+        float_onnx, meta = path, read_metadata(path)
+        rule = meta.get("threshold_method")
     else:
         blob = load_model_file(model)
         rule = blob.get("threshold_method")
-        float_onnx = Path(load_engine(blob["path"], "onnx", cache_dir=cache_dir, blob=blob).info["onnx"])
-    if read_metadata(float_onnx).get("quantization"):
+        engine = load_engine(blob["path"], "onnx", cache_dir=cache_dir, blob=blob)
+        float_onnx, meta = Path(engine.info["onnx"]), engine.meta
+    if meta.get("quantization"):
         raise ClearfaceError(f"{float_onnx}: already an int8 export")
     imgs = load_images(calib_data, cache_dir=cache_dir).images
     if labels is not None and len(labels) != len(imgs):

@@ -130,3 +130,14 @@ def test_metrics_module_does_not_import_torch():
     code = "import sys, clearface.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_paired_hter_diff_is_the_difference_of_the_two_hters():
+    rng = np.random.default_rng(3)
+    y = (rng.random(600) < 0.8).astype(int)
+    a = np.clip(y * 0.3 + rng.random(600) * 0.7, 0, 1)
+    b = np.clip(y * 0.5 + rng.random(600) * 0.5, 0, 1)
+    point, lo, hi = metrics.paired_hter_diff(a, 0.5, b, 0.6, y)
+    assert point == pytest.approx(metrics.summarize(b, y, 0.6).hter - metrics.summarize(a, y, 0.5).hter)
+    assert lo <= point <= hi and hi - lo > 0
+    assert metrics.paired_hter_diff(a, 0.5, a, 0.5, y) == (0.0, 0.0, 0.0)  # a model against itself

@@ -3,6 +3,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clearface.data import list_images, load_images, load_labelled, read_labels
 from clearface.errors import ClearfaceError
@@ -146,3 +148,19 @@ def test_parallel_decode_matches_serial(tmp_path):
     a = load_images(z, use_cache=False, workers=1)
     b = load_images(z, use_cache=False, workers=2)
     assert (a.images == b.images).all() and (a.hashes == b.hashes).all()
+
+
+_segment = st.text(alphabet="abc019_-.", min_size=1, max_size=8).filter(lambda t: t not in (".", ".."))
+
+
+@given(st.lists(_segment, min_size=1, max_size=4), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_entry_names_split_as_pathlib_does(segments, trailing_slash):
+    """The str-based name splitting (fast on 80k entries) agrees with PurePosixPath on entry names."""
+    from pathlib import PurePosixPath
+
+    from clearface.data.ingest import _is_skippable, _stem_suffix
+    name = "/".join(segments) + ("/" if trailing_slash else "")
+    p = PurePosixPath(name)
+    assert _stem_suffix(name) == (p.stem, p.suffix)
+    assert _is_skippable(name) == (name.endswith("/") or p.name.startswith(".") or "__MACOSX" in p.parts)

@@ -90,18 +90,22 @@ def source_record(p: Path, full: str | None = None) -> dict:
             "sha256": full or file_sha256(p)}
 
 
-def _same_source(p: Path, saved: dict) -> tuple[bool, dict | None]:
-    """Is ``p`` still what ``saved`` describes? Also returns a refreshed record when only mtime moved."""
+def _same_source(p: Path, saved: dict) -> tuple[bool, dict | None, str | None]:
+    """Is ``p`` still what ``saved`` describes? Also returns a refreshed record when only mtime moved,
+    and the full sha256 when it had to be computed (a rebuild's record reuses it: 0.5 s per pass)."""
     if not isinstance(saved, dict):
-        return False, None
+        return False, None, None
     st = p.stat()
     if p.is_dir():
-        return source_record(p) == saved, None
+        return source_record(p) == saved, None, None
     if saved.get("size") == st.st_size and saved.get("mtime_ns") == st.st_mtime_ns:
-        return saved.get("sample_sha256") == sample_hash(p), None
-    if saved.get("sha256") and saved["sha256"] == file_sha256(p):
-        return True, source_record(p, full=saved["sha256"])
-    return False, None
+        return saved.get("sample_sha256") == sample_hash(p), None, None
+    if not saved.get("sha256"):
+        return False, None, None
+    full = file_sha256(p)
+    if saved["sha256"] == full:
+        return True, source_record(p, full=full), full
+    return False, None, full
 
 
 def _pid_alive(pid: int) -> bool:
@@ -139,29 +143,31 @@ def sweep_stale_temp(folder: Path, hidden_only: bool = False) -> list[Path]:
 
 
 def _read_cached(meta_path: Path, img_path: Path, hash_path: Path, p: Path, names: list[str]):
-    """The cached set if it is complete, readable and still describes ``p``; else None."""
+    """``(cached set, None)`` if it is complete, readable and still describes ``p``; else ``(None, the
+    source's full sha256 if it was computed on the way)``."""
     if not (meta_path.exists() and img_path.exists() and hash_path.exists()):
-        return None
+        return None, None
+    full = None
     try:
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != CACHE_FORMAT or meta.get("names") != names:
-            return None
-        same, refreshed = _same_source(p, meta.get("source"))
+            return None, None
+        same, refreshed, full = _same_source(p, meta.get("source"))
         if not same:
-            return None
+            return None, full
         images = np.load(img_path, mmap_mode="r")
         hashes = np.load(hash_path)
     except (OSError, ValueError, EOFError, TypeError, AttributeError):  # cut, damaged or foreign files
-        return None
+        return None, full
     if images.shape != (len(names), 3, SIZE, SIZE) or images.dtype != np.uint8 or hashes.shape != (len(names),):
-        return None
+        return None, full
     if refreshed is not None:
         meta["source"] = refreshed
         try:
             write_text_atomic(meta_path, json.dumps(meta))
         except OSError:
             pass
-    return ImageSet(images, names, hashes, str(p))
+    return ImageSet(images, names, hashes, str(p)), None
 
 
 def load_cached(p: Path, names: list[str], resize: bool, limit, cache_dir, workers) -> ImageSet:
@@ -175,11 +181,11 @@ def load_cached(p: Path, names: list[str], resize: bool, limit, cache_dir, worke
     key = hashlib.sha1(f"{p.resolve()}|resize={resize}|limit={limit}|v{CACHE_FORMAT}".encode()).hexdigest()[:16]
     stem = f"{p.stem}-{key}"
     meta_path, img_path, hash_path = cache / f"{stem}.json", cache / f"{stem}.images.npy", cache / f"{stem}.hashes.npy"
-    cached = _read_cached(meta_path, img_path, hash_path, p, names)
+    cached, full = _read_cached(meta_path, img_path, hash_path, p, names)
     if cached is not None:
         return cached
 
-    record = source_record(p)  # before decoding: a source changed meanwhile is caught next time
+    record = source_record(p, full)  # before decoding: a source changed meanwhile is caught next time
     pid = os.getpid()
     tmp_img = img_path.with_name(f"{img_path.name}.tmp{pid}.npy")
     tmp_hash = hash_path.with_name(f"{hash_path.name}.tmp{pid}.npy")

@@ -171,7 +171,7 @@ def build_report(model, data, labels, out, run=None, threshold: float | None = N
     eng, scorer, info = _load_model(model, engine, cache_dir)
     clock.t = time.perf_counter()
     from ..preprocess import prepare, resolve, step_arg, step_source
-    step, framing = resolve(step_source(eng, model), step_arg(preprocess, resize))  # detect: galleries show largest faces
+    step, framing = resolve(step_source(eng), step_arg(preprocess, resize))  # detect: galleries show largest faces
     imgs = prepare(data, step, framing, cache_dir=cache_dir, use_cache=use_cache)
     clock.lap("decode")
     scores = imgs.score(eng.score, batch_size)
