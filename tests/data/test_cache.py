@@ -97,6 +97,11 @@ def test_stale_temp_files_are_swept_and_live_ones_kept(tmp_path, cache_dir):
     load_images(z, cache_dir=cache_dir)
     assert not any(f.exists() for f in stale) and all(f.exists() for f in live)
     assert sweep_stale_temp(cache_dir) == []
+    # every suffix outputs.atomic_path is given: a half ONNX export, an embeddings array, a sheet
+    half = [cache_dir / f".m.onnx.tmp{dead}.onnx", cache_dir / f".e.npy.tmp{dead}.npy", cache_dir / f".s.png.tmp{dead}.png"]
+    for f in half:
+        f.write_bytes(b"partial")
+    assert sorted(sweep_stale_temp(cache_dir, hidden_only=True)) == sorted(half)
 
 
 def test_sample_hash_reads_the_zip_directory_beyond_the_sampled_mibs(tmp_path, monkeypatch):

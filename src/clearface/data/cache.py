@@ -41,7 +41,7 @@ from .ingest import SIZE, ImageSet, decode_all, default_cache_dir
 
 CACHE_FORMAT = 2
 SAMPLE = 1 << 20
-_TMP = re.compile(r"\.tmp(\d+)(\.npy)?$")
+_TMP = re.compile(r"\.tmp(\d+)(\.(?:npy|onnx|png))?$")  # outputs.atomic_path names, with the suffixes it is given
 
 
 def sample_hash(p: Path) -> str:
