@@ -14,7 +14,6 @@ adds to the training part.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -106,26 +105,19 @@ def read_pseudo_labels(path, names: list[str]) -> tuple[np.ndarray, np.ndarray, 
 
     The scores are there when the CSV has a ``score`` column (``pseudolabel`` and ``predict --scores`` write one).
     """
-    from .train.targets import score_cell
+    from .train.targets import csv_rows, score_cell
     p = Path(path).expanduser()
-    if not p.exists():
-        raise ClearfaceError(f"{p}: no such pseudo-label file")
-    where = {n: i for i, n in enumerate(names)}
     pos, lab, score = [], [], []
-    with open(p, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"name", "label"} <= set(reader.fieldnames):
-            raise ClearfaceError(f"{p}: needs a header with 'name' and 'label' columns")
-        has_score = "score" in reader.fieldnames
-        for line, row in enumerate(reader, start=2):
-            if row["name"] not in where:
-                raise ClearfaceError(f"{p}:{line}: image {row['name']!r} is not in the pseudo-label data")
-            if row["label"] not in ("0", "1"):
-                raise ClearfaceError(f"{p}:{line}: label {row['label']!r} is not 0 or 1")
-            pos.append(where[row["name"]])
-            lab.append(int(row["label"]))
-            if has_score:
-                score.append(score_cell(row["score"], p, line))
+    has_score = None
+    for line, i, row in csv_rows(p, names, ("name", "label"), "pseudo-label file", "pseudo-label data"):
+        if has_score is None:
+            has_score = "score" in row
+        if row["label"] not in ("0", "1"):
+            raise ClearfaceError(f"{p}:{line}: label {row['label']!r} is not 0 or 1")
+        pos.append(i)
+        lab.append(int(row["label"]))
+        if has_score:
+            score.append(score_cell(row["score"], p, line))
     if not pos:
         raise ClearfaceError(f"{p}: no pseudo-labelled images")
     return np.array(pos, np.int64), np.array(lab, np.int8), (np.array(score) if has_score else None)

@@ -50,7 +50,7 @@ class DistillSettings:
     Each training image's target is ``alpha * label + (1 - alpha) * sigmoid(logit(score) / temperature)``;
     validation and held-out images keep their hard labels (tau is chosen and scored on them)."""
     scores: str | None = _s(None, "CSV name,score of the teacher on --data (`clearface predict --scores`); only "
-                            "the training part's rows are read", "str", nullable=True)
+                            "the training part's scores are used", "str", nullable=True)
     alpha: float = _s(1.0, "weight of the hard label in each training target (1: labels only, 0: teacher only); "
                       "pseudo-labelled images mix their CSV's label and score the same way", "float", lo=0, hi=1)
     temperature: float = _s(1.0, "teacher scores are tempered as sigmoid(logit(score) / T) (T > 1: softer)",

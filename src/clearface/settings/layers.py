@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ClearfaceError
-from .fields import DEFAULTS, AugmentSettings, DistillSettings, GanSettings, Settings
+from .fields import DEFAULTS, Settings
 from .values import check_model, check_value
 
 
@@ -17,7 +17,7 @@ from .values import check_model, check_value
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # nested sections, laid over key by key: name -> their dataclass
-_SECTIONS = {"augment": AugmentSettings, "gan": GanSettings, "distill": DistillSettings}
+_SECTIONS = {name: type(value) for name, value in vars(Settings()).items() if dataclasses.is_dataclass(value)}
 
 
 def _apply(cfg: dict, layer: dict, where: str, replace_sections: bool) -> dict:

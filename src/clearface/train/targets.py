@@ -39,28 +39,35 @@ def read_teacher_scores(path, names: list[str], needed: np.ndarray) -> np.ndarra
     them can reach a target.
     """
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise ClearfaceError(f"{p}: no such teacher score file")
-    where = {n: i for i, n in enumerate(names)}
     out = np.full(len(names), np.nan, np.float64)
-    with open(p, newline="") as f:
-        try:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"name", "score"} <= set(reader.fieldnames):
-                raise ClearfaceError(f"{p}: needs a header with 'name' and 'score' columns")
-            for line, row in enumerate(reader, start=2):
-                i = where.get(row["name"])
-                if i is None:
-                    raise ClearfaceError(f"{p}:{line}: image {row['name']!r} is not in the training data")
-                v = score_cell(row.get("score"), p, line)
-                if needed[i]:
-                    out[i] = v
-        except UnicodeDecodeError:
-            raise ClearfaceError(f"{p}: not a text CSV") from None
+    for line, i, row in csv_rows(p, names, ("name", "score"), "teacher score file", "training data"):
+        v = score_cell(row.get("score"), p, line)
+        if needed[i]:
+            out[i] = v
     missing = np.flatnonzero(needed & np.isnan(out))
     if missing.size:
         raise ClearfaceError(f"{p}: no score for {missing.size} training images (first: {names[missing[0]]!r})")
     return out
+
+
+def csv_rows(p: Path, names: list[str], required: tuple, what: str, data: str):
+    """``(line, position in names, row)`` of a CSV keyed by image name (teacher scores, pseudo-labels),
+    with one-line errors for a missing file, a missing column, an unknown image or a non-text file."""
+    if not p.is_file():
+        raise ClearfaceError(f"{p}: no such {what}")
+    where = {n: i for i, n in enumerate(names)}
+    with open(p, newline="") as f:
+        try:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not set(required) <= set(reader.fieldnames):
+                raise ClearfaceError(f"{p}: needs a header with {' and '.join(repr(c) for c in required)} columns")
+            for line, row in enumerate(reader, start=2):
+                i = where.get(row["name"])
+                if i is None:
+                    raise ClearfaceError(f"{p}:{line}: image {row['name']!r} is not in the {data}")
+                yield line, i, row
+        except UnicodeDecodeError:
+            raise ClearfaceError(f"{p}: not a text CSV") from None
 
 
 def score_cell(text, path, line) -> float:
@@ -72,10 +79,3 @@ def score_cell(text, path, line) -> float:
     if not (math.isfinite(v) and 0.0 <= v <= 1.0):
         raise ClearfaceError(f"{path}:{line}: score {text!r} is not in [0, 1]")
     return v
-
-
-def check_pseudo_scores(path, scores) -> None:
-    """Pseudo-labelled images are distilled only from a CSV that carries their teacher scores."""
-    if scores is None:
-        raise ClearfaceError(f"{path}: distillation (--distill.alpha < 1) needs a 'score' column in the "
-                             "pseudo-label CSV (`clearface predict --scores` writes one)")
