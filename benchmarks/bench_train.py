@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--skip-cache", action="store_true", help="do not time a cold cache build")
     args = ap.parse_args()
 
+    from clearface.cli import use_huge_pages
+    use_huge_pages()  # as `clearface train` does (THP_MEM_ALLOC_ENABLE=0 in the environment to compare)
     import numpy as np
     import torch
 

@@ -114,6 +114,10 @@ def add_scoring(p, engine: bool = True):
         add_engine(p)
 
 
+# list-valued settings are one YAML token: show its shape, so nobody types `--augment.scale 0.8 1.25`
+_METAVARS = {"range": "[LO,HI]", "sizes": "[N,...]"}
+
+
 def add_settings(p):
     """One option per training setting, with its default and meaning in ``--help`` (timm-style)."""
     from .settings import Settings
@@ -127,7 +131,7 @@ def add_settings(p):
                 continue  # a nested section gets its own --SECTION.KEY options
             flag = f"--{prefix}{f.name}" if prefix else "--" + f.name.replace("_", "-")
             extra = f" [{', '.join(meta['choices'])}]" if meta["choices"] else ""
-            opt(g, flag, dest=f"set__{prefix}{f.name}", default=argparse.SUPPRESS, metavar=meta["kind"].upper(),
+            opt(g, flag, dest=f"set__{prefix}{f.name}", default=argparse.SUPPRESS, metavar=_METAVARS.get(meta["kind"], meta["kind"].upper()),
                 help=f"{meta['help']}{extra} (default: {getattr(defaults, f.name)})")
 
 

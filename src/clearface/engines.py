@@ -44,7 +44,9 @@ def score_in_batches(score_chunk, images, batch_size: int = 512) -> np.ndarray:
 def unit_float(chunk_uint8):
     """uint8 images (numpy) -> float tensor in [0, 1]."""
     import torch
-    return torch.from_numpy(np.ascontiguousarray(chunk_uint8)).float().div_(255)
+    # A slice of a read-only cache memmap would make torch warn about writes it never does; copying the
+    # uint8 slice (only then) is a quarter of the float copy that follows anyway.
+    return torch.from_numpy(np.require(chunk_uint8, np.uint8, ["C", "W"])).float().div_(255)
 
 
 def tta_probability(nets, x, tta: str):

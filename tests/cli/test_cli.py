@@ -35,6 +35,19 @@ def test_help_does_not_import_torch():
     assert res.returncode == 0 and "train" in res.stdout and "predict" in res.stdout
 
 
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0")])
+def test_commands_ask_torch_for_huge_pages_unless_told_not_to(preset, expected):
+    """torch reads THP_MEM_ALLOC_ENABLE at its first allocation: main() sets it before any command imports torch."""
+    code = ("import os, sys, contextlib, io; from clearface.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['models'])\n"
+            "print('torch' in sys.modules, os.environ.get('THP_MEM_ALLOC_ENABLE'))")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if preset is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = preset
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == f"True {expected}"
+
+
 def test_models_lists_registry():
     res = run("models")
     assert res.returncode == 0 and "cfnet" in res.stdout

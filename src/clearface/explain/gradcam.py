@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import numpy as np
 from PIL import Image
 
+from ..engines import unit_float
 from ..errors import ClearfaceError
 
 SIZE = 64
@@ -92,7 +93,7 @@ class GradCAM:
         import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255)
+        x = unit_float(images)
         xn = ((x - self.mean) / self.std).requires_grad_(True)  # so gradients flow even with frozen weights
         store: dict = {}
 

@@ -88,6 +88,12 @@ def check_value(f: dataclasses.Field, value, where: str):
                        for v in value) or value[0] > value[1]):
             raise ClearfaceError(f"{where}: must be [lo, hi] with 0 < lo <= hi, got {value!r}")
         return [float(v) for v in value]
+    if kind == "sizes":
+        if (not isinstance(value, (list, tuple)) or not value
+                or any(isinstance(v, bool) or not isinstance(v, int) or not 16 <= v <= 1024 for v in value)):
+            raise ClearfaceError(f"{where}: must be a list of whole sizes in [16, 1024], e.g. [64,64,96], "
+                                 f"got {value!r}")
+        return [int(v) for v in value]
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -104,6 +110,8 @@ def check_model(cfg: dict) -> None:
         if unknown:
             raise ClearfaceError(f"model_kwargs.{unknown[0]}: model {cfg['model']!r} takes no such argument; "
                                  f"it takes {', '.join(params) or 'none'}")
+    if cfg.get("train_sizes") and "input_size" not in params:
+        raise ClearfaceError(f"train_sizes: model {cfg['model']!r} has no input_size to change per epoch")
     _check_model_builds(cfg, params)
 
 

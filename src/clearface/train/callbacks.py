@@ -14,7 +14,7 @@ log = logging.getLogger("clearface")
 
 COLUMNS = ["epoch", "train_loss", "val_loss", "val_hter", "val_far", "val_frr", "val_eer", "val_auc",
            "val_threshold", "lr", "train_seconds", "train_images_per_s", "val_seconds", "train_minutes_total",
-           "holdout_hter", "holdout_far", "holdout_frr"]
+           "holdout_hter", "holdout_far", "holdout_frr", "train_size"]
 
 
 class EpochSummary(L.Callback):
@@ -49,6 +49,7 @@ class EpochSummary(L.Callback):
         row["train_minutes_total"] = (earlier + t_train) / 60
         for k in ("holdout_hter", "holdout_far", "holdout_frr"):
             row[k] = v.get(k, "")
+        row["train_size"] = v.get("train_size", "")
         row = {k: (round(x, 6) if isinstance(x, float) else x) for k, x in row.items()}
         self.rows = [r for r in self.rows if int(r["epoch"]) != row["epoch"]] + [row]
         if trainer.is_global_zero:
@@ -94,7 +95,8 @@ class HoldoutTracker(L.Callback):
         pl_module.eval()
         with torch.inference_mode():
             scores = score_in_batches(lambda c: pl_module.score(
-                torch.from_numpy(np.ascontiguousarray(c)).to(pl_module.device)).float().cpu().numpy(), self.images)
+                torch.from_numpy(np.require(c, np.uint8, ["C", "W"])).to(pl_module.device)).float().cpu().numpy(),
+                self.images)
         pl_module.train(was_training)
         tau = pl_module.last_val["val_threshold"]
         far, frr = metrics.far_frr(scores, self.labels, tau)

@@ -46,6 +46,7 @@ class HTERModule(L.LightningModule):
         self._epoch_start = None
         self._seen = 0
         self.last_val: dict = {}
+        self._full_size = getattr(self.model, "input_size", None)  # what validation and the model file use
 
     # ------------------------------------------------------------------ helpers
     def _prepare(self, x_uint8: torch.Tensor, train: bool) -> torch.Tensor:
@@ -75,11 +76,28 @@ class HTERModule(L.LightningModule):
         return tta_probability([self.model], x, self.cfg["tta"])
 
     # ------------------------------------------------------------------ training
+    def on_train_start(self):
+        # A run resumed mid-epoch gets no on_train_epoch_start for that epoch: size it here too.
+        self._set_train_size(self.current_epoch)
+
     def on_train_epoch_start(self):
         dm = self.trainer.datamodule
         if dm is not None and dm.train_sampler is not None:
             dm.train_sampler.set_epoch(self.current_epoch)
+        self._set_train_size(self.current_epoch)
         self._epoch_start, self._seen, self._train_loss = time.perf_counter(), 0, []
+
+    def _set_train_size(self, epoch: int | None) -> None:
+        """Progressive resizing: the epoch's input size from ``train_sizes``; ``None``: the model's own.
+
+        Only the internal enlargement changes (the network is fully convolutional up to global pooling),
+        so the weights are the same at every size; scoring always happens at ``model_kwargs.input_size``."""
+        sizes = self.cfg.get("train_sizes")
+        size = self._full_size if epoch is None or not sizes else sizes[min(epoch, len(sizes) - 1)]
+        if sizes:
+            self.model.input_size = size
+        if epoch is not None and size is not None:
+            self.last_val["train_size"] = size  # summary.csv's column
 
     def on_train_batch_start(self, batch, batch_idx):
         # Augmentation, mixup and dropout draw from the global generators; reseeding them per batch
@@ -99,6 +117,9 @@ class HTERModule(L.LightningModule):
         self._train_loss.append(loss.detach())
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def on_train_end(self):
+        self._set_train_size(None)
 
     def on_train_epoch_end(self):
         elapsed = time.perf_counter() - (self._epoch_start or time.perf_counter())
@@ -120,6 +141,7 @@ class HTERModule(L.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self):
+        self._set_train_size(None)
         self._val = []
 
     def validation_step(self, batch, batch_idx):
