@@ -131,7 +131,8 @@ def add_settings(p):
                 continue  # a nested section gets its own --SECTION.KEY options
             flag = f"--{prefix}{f.name}" if prefix else "--" + f.name.replace("_", "-")
             extra = f" [{', '.join(meta['choices'])}]" if meta["choices"] else ""
-            opt(g, flag, dest=f"set__{prefix}{f.name}", default=argparse.SUPPRESS, metavar=_METAVARS.get(meta["kind"], meta["kind"].upper()),
+            opt(g, flag, dest=f"set__{prefix}{f.name}", default=argparse.SUPPRESS,
+                metavar=_METAVARS.get(meta["kind"], meta["kind"].upper()),
                 help=f"{meta['help']}{extra} (default: {getattr(defaults, f.name)})")
 
 

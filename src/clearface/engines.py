@@ -41,12 +41,18 @@ def score_in_batches(score_chunk, images, batch_size: int = 512) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.float32)
 
 
+def uint8_tensor(chunk_uint8):
+    """uint8 images (numpy) -> uint8 tensor sharing their memory when it is contiguous and writable.
+
+    A slice of a read-only cache memmap would make torch warn about writes it never does; copying it
+    (only then) costs a quarter of the float copy that scoring makes anyway."""
+    import torch
+    return torch.from_numpy(np.require(chunk_uint8, np.uint8, ["C", "W"]))
+
+
 def unit_float(chunk_uint8):
     """uint8 images (numpy) -> float tensor in [0, 1]."""
-    import torch
-    # A slice of a read-only cache memmap would make torch warn about writes it never does; copying the
-    # uint8 slice (only then) is a quarter of the float copy that follows anyway.
-    return torch.from_numpy(np.require(chunk_uint8, np.uint8, ["C", "W"])).float().div_(255)
+    return uint8_tensor(chunk_uint8).float().div_(255)
 
 
 def tta_probability(nets, x, tta: str):

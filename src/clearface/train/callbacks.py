@@ -86,17 +86,15 @@ class HoldoutTracker(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if not trainer.is_global_zero or "val_threshold" not in pl_module.last_val:
             return
-        import numpy as np
         import torch
 
         from .. import metrics
-        from ..engines import score_in_batches
+        from ..engines import score_in_batches, uint8_tensor
         was_training = pl_module.training
         pl_module.eval()
         with torch.inference_mode():
-            scores = score_in_batches(lambda c: pl_module.score(
-                torch.from_numpy(np.require(c, np.uint8, ["C", "W"])).to(pl_module.device)).float().cpu().numpy(),
-                self.images)
+            scores = score_in_batches(
+                lambda c: pl_module.score(uint8_tensor(c).to(pl_module.device)).float().cpu().numpy(), self.images)
         pl_module.train(was_training)
         tau = pl_module.last_val["val_threshold"]
         far, frr = metrics.far_frr(scores, self.labels, tau)
