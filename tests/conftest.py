@@ -68,6 +68,23 @@ def small_run(real_small, tmp_path):
     return zpath, lpath, run, s, y, parts
 
 
+@pytest.fixture()
+def datamodule_inputs(monkeypatch):
+    """What a training run hands its data module, filled in when it builds one: ``train_idx``,
+    ``val_idx`` and the float loss ``targets``/``val_targets`` the loaders will serve."""
+    import clearface.data.datamodule as dm_module
+    seen = {}
+    real_init = dm_module.FaceDataModule.__init__
+
+    def spy(self, images, labels, train_idx, val_idx, *args, **kwargs):
+        real_init(self, images, labels, train_idx, val_idx, *args, **kwargs)
+        seen.update(train_idx=train_idx, val_idx=val_idx, targets=self.train.labels.numpy().copy(),
+                    val_targets=self.val.labels.numpy().copy())
+
+    monkeypatch.setattr(dm_module.FaceDataModule, "__init__", spy)
+    return seen
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Keep caches and ONNX exports of tests out of the user's cache folder."""

@@ -16,12 +16,12 @@ from .outputs import atomic_path, write_text_atomic
 from .preprocess import step_arg
 
 
-def _score(model, data, threshold, preprocess, cache_dir, batch_size, use_cache, engine, blob=None):
+def _score(model, data, threshold, preprocess, cache_dir, batch_size, use_cache, engine, blob=None, loaded=None):
     """``(prepared, scores, tau, engine info)``: one score per file; tau is ``threshold`` or the
     model's stored one; ``preprocess`` (a step name) overrides the model file's step; ``blob``: the
-    model file when the caller has already read it."""
+    model file when the caller has already read it; ``loaded``: a TorchEngine already built from it."""
     from .preprocess import prepare_and_score, resolve, step_source
-    eng = load_engine(model, engine, cache_dir, blob=blob)
+    eng = loaded if loaded is not None and engine == "torch" else load_engine(model, engine, cache_dir, blob=blob)
     step, framing = resolve(step_source(eng), preprocess)
     prepared, scores = prepare_and_score(data, step, eng.score, batch_size, framing, cache_dir, use_cache)
     tau = eng.info["threshold"] if threshold is None else float(threshold)
@@ -61,7 +61,7 @@ def predict(model, data, out, scores_path=None, threshold=None, resize=False, ca
         raise ClearfaceError(f"--faces lists the faces found in photos: it needs --preprocess detect, not {step}")
     embed = embedder(model) if embeddings_path else None  # a model without embeddings: one line, nothing scored
     prepared, scores, tau, info = _score(model, data, threshold, step, cache_dir, batch_size, use_cache, engine,
-                                         None if embed is None else embed.blob)
+                                         None if embed is None else embed.blob, loaded=embed)
     if faces_path and info["step"] != "detect":
         raise ClearfaceError(f"--faces lists the faces found in photos: the model's step is {info['step']}; "
                              "pass --preprocess detect")

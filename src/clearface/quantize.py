@@ -103,8 +103,10 @@ def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activat
             model_in = Path(tmp) / "pre.onnx"
             quant_pre_process(str(float_onnx), str(model_in), skip_symbolic_shape=False)
         quantized = Path(tmp) / "int8.onnx"
-        graph = onnx.load(str(model_in)).graph
-        exclude = [n.name for n in graph.node if n.op_type in exclude_ops or n.name in exclude_ops]
+        exclude = []
+        if exclude_ops:  # node names live in the graph: parse it (again) only when ops are kept in float
+            graph = onnx.load(str(model_in)).graph
+            exclude = [n.name for n in graph.node if n.op_type in exclude_ops or n.name in exclude_ops]
         extra = {"ActivationSymmetric": activations == "s8"}
         if calibration == "minmax":  # fold ranges every few batches: memory stays flat for big ensembles
             extra["CalibMaxIntermediateOutputs"] = 4

@@ -176,23 +176,40 @@ def test_unsafe_zip_entry(tmp_path, tiny_model_file):
     assert_clean_error(res, "unsafe entry")
 
 
-def test_predict_embeddings_with_facenet(real_small, tmp_path):
-    import torch
-
-    from clearface.settings import resolve
+def _facenet_model_file(path):
     from clearface.modelfile import make_model_file, save_model_file
     from clearface.models import IMAGENET_MEAN, IMAGENET_STD, get_model
+    from clearface.settings import resolve
     net = get_model("facenet_seed")
     member = {"model": "facenet_seed", "model_kwargs": {}, "build_kwargs": {}, "state_dict": net.state_dict()}
     blob = make_model_file([member], IMAGENET_MEAN, IMAGENET_STD, "none", 0.5, "min_hter", "test", {},
                            resolve(overrides={"model": "facenet_seed"}))
-    save_model_file(blob, tmp_path / "facenet.pt")
+    save_model_file(blob, path)
+
+
+def test_predict_embeddings_with_facenet(real_small, tmp_path):
+    _facenet_model_file(tmp_path / "facenet.pt")
     zpath, _, _ = real_small
     emb = tmp_path / "emb.npy"
     res = run("predict", "--model", tmp_path / "facenet.pt", "--data", zpath, "--out", tmp_path / "o.txt",
               "--embeddings", emb, "--engine", "torch")
     assert res.returncode == 0, res.stderr
     assert np.load(emb).shape == (300, 128)
+
+
+def test_predict_embeddings_with_the_torch_engine_builds_the_net_once(real_small, tmp_path, monkeypatch):
+    """--embeddings already builds the PyTorch engine; --engine torch scores with that same one."""
+    import clearface.engines as engines
+    from clearface.predict import predict
+    _facenet_model_file(tmp_path / "facenet.pt")
+    built = []
+    real_build = engines.build_scorer
+    monkeypatch.setattr(engines, "build_scorer", lambda blob: built.append(1) or real_build(blob))
+    zpath, _, _ = real_small
+    res = predict(tmp_path / "facenet.pt", zpath, tmp_path / "o.txt", engine="torch",
+                  embeddings_path=tmp_path / "e.npy", cache_dir=tmp_path / "cache")
+    assert res["n"] == 300 and np.load(tmp_path / "e.npy").shape == (300, 128)
+    assert len(built) == 1
 
 
 def test_predict_embeddings_needs_embed(real_small, tiny_model_file, tmp_path):

@@ -57,10 +57,9 @@ def test_teacher_csv_is_checked_and_only_needed_rows_are_kept(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_targets_mix_teacher_scores_of_training_images_only(small_run, tmp_path, monkeypatch):
+def test_training_targets_mix_teacher_scores_of_training_images_only(small_run, tmp_path, datamodule_inputs):
     """A real (one short epoch) run: the data module receives label/teacher mixes for the training part
     and the pseudo-labelled images, in that order; validation keeps hard labels."""
-    import clearface.data.datamodule as dm_module
     from clearface.train.run import train
 
     zpath, lpath, run, s, y, parts = small_run
@@ -75,15 +74,7 @@ def test_training_targets_mix_teacher_scores_of_training_images_only(small_run, 
     pseudo = tmp_path / "pseudo.csv"
     pseudo.write_text("name,score,label\n" + "".join(f"{n},{p:.6f},{int(p > 0.3)}\n"
                                                      for n, p in zip(load_images(unl).names, unl_scores)))
-    seen = {}
-    real_init = dm_module.FaceDataModule.__init__
-
-    def spy(self, images, labels, train_idx, val_idx, *args, **kwargs):
-        real_init(self, images, labels, train_idx, val_idx, *args, **kwargs)
-        seen.update(train_idx=train_idx, val_idx=val_idx, targets=self.train.labels.numpy().copy(),
-                    val_targets=self.val.labels.numpy().copy())
-
-    monkeypatch.setattr(dm_module.FaceDataModule, "__init__", spy)
+    seen = datamodule_inputs
     alpha, temperature = 0.3, 2.0
     cfg = resolve(overrides={"model": "cfnet_tiny", "epochs": 1, "holdout": 80, "val_fraction": 0.3,
                              "progress_bar": False, "track_holdout": False, "tta": "none",

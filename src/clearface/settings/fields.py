@@ -57,6 +57,17 @@ class DistillSettings:
                             "float", lo=0.05, hi=100)
 
 
+@dataclass
+class SuspectSettings:
+    """Training labels that ``clearface audit`` flags as likely wrong (confident learning on out-of-fold scores),
+    and what training does with them. Only images of the training part are touched: validation and held-out
+    images keep their labels, since tau is chosen and the run is scored on them."""
+    file: str | None = _s(None, "suspects CSV written by `clearface audit` (name,label,score: the out-of-fold "
+                          "score)", "str", nullable=True)
+    action: str = _s("keep", "keep: train on them as labelled; drop: leave them out of training; soft: train on "
+                     "their out-of-fold score instead of the label", "str", choices=("keep", "drop", "soft"))
+
+
 PREPROCESS_STEPS = ("crop", "resize", "detect")
 
 
@@ -86,6 +97,8 @@ class Settings:
     gan: GanSettings = _s(GanSettings, "imbalance gan_oversample (--gan.KEY value)", "section", factory=True)
     distill: DistillSettings = _s(DistillSettings, "soft targets from a teacher's scores (--distill.KEY value)",
                                   "section", factory=True)
+    suspects: SuspectSettings = _s(SuspectSettings, "labels flagged by `clearface audit` (--suspects.KEY value)",
+                                   "section", factory=True)
     tta: str = _s("flip", "test-time augmentation: flip averages the image and its mirror", "str",
                   choices=("none", "flip"))
     threshold_method: str = _s("min_hter", "rule that chooses tau on validation scores (min_hter, eer, "

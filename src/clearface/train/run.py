@@ -25,7 +25,7 @@ from ..engines import TorchEngine
 from ..modelfile import make_model_file, save_model_file
 from ..outputs import write_text_atomic
 from ..rundir import RunDir
-from .targets import distilling, mix, read_teacher_scores
+from .targets import distilling, mix, read_suspects, read_teacher_scores, training_targets
 
 log = logging.getLogger("clearface")
 
@@ -63,10 +63,11 @@ def _blob(cfg, members, tau=0.5, tau_source="", val_metrics=None):
 
 
 def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int, extra_train=None, teacher=None,
-             gan=None):
+             gan=None, suspects=None):
     """``extra_train``: (images, labels, targets) trained on besides the training part; ``teacher``:
     per-image teacher scores of ``images`` (NaN outside the training part) when distilling; ``gan``:
-    gan_oversample's ``(generator, class)``."""
+    gan_oversample's ``(generator, class)``; ``suspects``: per-image out-of-fold scores of the flagged
+    training images (NaN for the rest), dropped or used as targets by ``suspects.action``."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -81,6 +82,14 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
     last = ckpt_dir / LAST if resume and (ckpt_dir / LAST).exists() else None
 
     train_idx, val_idx = np.flatnonzero(parts == TRAIN), np.flatnonzero(parts == VAL)
+    if suspects is not None:
+        flagged = ~np.isnan(suspects[train_idx])
+        log.info("%s: %d flagged training labels (%d labelled 0, %d labelled 1): %s", run_dir.name,
+                 int(flagged.sum()), int((labels[train_idx][flagged] == 0).sum()),
+                 int((labels[train_idx][flagged] == 1).sum()),
+                 "left out" if cfg["suspects"]["action"] == "drop" else "trained on their out-of-fold score")
+        if cfg["suspects"]["action"] == "drop":
+            train_idx = train_idx[~flagged]
     y_train = labels[train_idx] if extra_train is None else np.concatenate([labels[train_idx], extra_train[1]])
     n1, n0 = int(y_train.sum()), int(len(y_train) - y_train.sum())
     pos_weight = n0 / max(1, n1)  # < 1 here: class 1 is the majority, so its loss is scaled down
@@ -90,12 +99,10 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
     L.seed_everything(seed, workers=True, verbose=False)
     module = HTERModule(cfg, pos_weight, seed, gan)
     gan_ratio = float(cfg["gan"]["ratio"]) if cfg["imbalance"] == "gan_oversample" else 0.0
-    targets = None
-    if teacher is not None:
-        d = cfg["distill"]
-        targets = mix(labels[train_idx], teacher[train_idx], float(d["alpha"]), float(d["temperature"]))
-        if extra_train is not None:
-            targets = np.concatenate([targets, extra_train[2]])
+    targets = training_targets(labels[train_idx], None if teacher is None else teacher[train_idx],
+                               None if suspects is None else suspects[train_idx], cfg)
+    if targets is not None and extra_train is not None:
+        targets = np.concatenate([targets, extra_train[2]])
     dm = FaceDataModule(images, labels, train_idx, val_idx, cfg["batch_size"], cfg["eval_batch_size"],
                         cfg["imbalance"], seed, None if extra_train is None else extra_train[:2], gan_ratio, targets)
     minutes = cfg.get("checkpoint_minutes", 10)
@@ -175,6 +182,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         log.info("distillation: targets = %.2f x label + %.2f x teacher score at T %.2f (%s)",
                  cfg["distill"]["alpha"], 1 - cfg["distill"]["alpha"], cfg["distill"]["temperature"],
                  cfg["distill"]["scores"])
+    suspects = _suspects(cfg, names, y, parts)
     if gan_blob is not None:  # refuse a generator that saw a validation/held-out image, before training
         from ..gan.sampling import check_generator_for_run, generator_for_training
         check_generator_for_run(cfg, gan_blob, hashes, parts, y)
@@ -188,7 +196,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         fold_dir.mkdir(exist_ok=True)
         p = parts if folds == 1 else fold_parts(parts, k)
         trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k, extra_train,
-                                            teacher, gan)
+                                            teacher, gan, suspects)
         if trainer.global_rank != 0:
             continue
         member = _member(cfg, module.model)
@@ -205,6 +213,20 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     if trainer is not None and trainer.world_size > 1:
         trainer.strategy.barrier("clearface-done")  # let rank 0 finish writing before tear-down
     return result
+
+
+def _suspects(cfg, names, y, parts):
+    """Out-of-fold scores of the audit's flagged images that any fold may train on (NaN elsewhere), or None
+    (``suspects.action: keep``). Held-out images are never read: they score the run."""
+    s = cfg["suspects"]
+    if s["action"] == "keep":
+        return None
+    if not s.get("file"):
+        raise ClearfaceError(f"--suspects.action {s['action']} needs --suspects.file (the CSV `clearface audit` writes)")
+    suspects = read_suspects(s["file"], names, y, parts != TEST)
+    log.info("suspects: %d flagged labels outside the held-out part, from %s (action: %s)",
+             int((~np.isnan(suspects)).sum()), s["file"], s["action"])
+    return suspects
 
 
 def _pseudo_labelled(cfg, hashes, parts):

@@ -1,8 +1,10 @@
-"""Training targets: hard labels, or hard labels mixed with a teacher's tempered scores (distillation).
+"""Training targets: hard labels, or hard labels mixed with a teacher's tempered scores (distillation),
+and the labels ``clearface audit`` flags as likely wrong (left out, or replaced by their out-of-fold score).
 
-The teacher's scores come from ``clearface predict --scores`` (``name,score,label``). Only the rows
-of images this run trains on are ever read into a target: validation images choose tau and held-out
-images score the run, so both keep their own hard labels and no teacher score of theirs is used.
+The teacher's scores come from ``clearface predict --scores`` (``name,score,label``); the suspects from
+``clearface audit`` (``name,label,score``). Only the rows of images this run trains on are ever read
+into a target: validation images choose tau and held-out images score the run, so both keep their own
+hard labels and no teacher score or suspect flag of theirs is used.
 """
 
 from __future__ import annotations
@@ -48,6 +50,44 @@ def read_teacher_scores(path, names: list[str], needed: np.ndarray) -> np.ndarra
     if missing.size:
         raise ClearfaceError(f"{p}: no score for {missing.size} training images (first: {names[missing[0]]!r})")
     return out
+
+
+def read_suspects(path, names: list[str], labels: np.ndarray, trainable: np.ndarray) -> np.ndarray:
+    """Out-of-fold scores of the flagged images among ``trainable`` (a boolean mask), NaN for every other image.
+
+    Each row's label must be the image's label in the training data: a suspects file made from another
+    label file would flag the wrong images, so it is one line naming the row instead.
+    """
+    p = Path(path).expanduser()
+    out = np.full(len(names), np.nan, np.float64)
+    for line, i, row in csv_rows(p, names, ("name", "label", "score"), "suspects file", "training data"):
+        if row["label"] not in ("0", "1") or int(row["label"]) != labels[i]:
+            raise ClearfaceError(f"{p}:{line}: label {row['label']!r} of {row['name']} is not its label in the "
+                                 f"training data ({int(labels[i])}); was the audit made from another label file?")
+        v = score_cell(row.get("score"), p, line)
+        if trainable[i]:
+            out[i] = v
+    return out
+
+
+def training_targets(labels: np.ndarray, teacher: np.ndarray | None, suspects: np.ndarray | None,
+                     cfg: dict) -> np.ndarray | None:
+    """Float loss targets of the images ``labels`` belongs to, or None where the hard labels are the targets.
+
+    ``teacher``/``suspects``: per-image arrays aligned with ``labels`` (NaN where there is none). With
+    ``suspects.action: soft`` a flagged image's target is its out-of-fold score, whatever the teacher says.
+    """
+    soft = suspects is not None and cfg["suspects"]["action"] == "soft"
+    if teacher is None and not soft:
+        return None
+    targets = np.asarray(labels, np.float32).copy()
+    if teacher is not None:
+        d = cfg["distill"]
+        targets = mix(labels, teacher, float(d["alpha"]), float(d["temperature"]))
+    if soft:
+        flagged = ~np.isnan(suspects)
+        targets[flagged] = suspects[flagged]
+    return targets
 
 
 def csv_rows(p: Path, names: list[str], required: tuple, what: str, data: str):
