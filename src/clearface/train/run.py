@@ -220,6 +220,8 @@ def _suspects(cfg, names, y, parts):
     (``suspects.action: keep``). Held-out images are never read: they score the run."""
     s = cfg["suspects"]
     if s["action"] == "keep":
+        if s.get("file"):
+            log.info("suspects: %s not used (--suspects.action keep trains on every label as given)", s["file"])
         return None
     if not s.get("file"):
         raise ClearfaceError(f"--suspects.action {s['action']} needs --suspects.file (the CSV `clearface audit` writes)")
