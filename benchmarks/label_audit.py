@@ -1,6 +1,6 @@
 """Where the audit's suspects fall, and whether the packaged ensemble agrees with them (issue 14, item 2).
 
-    python benchmarks/label_audit.py SUSPECTS.csv [--reference default] [--ensemble ensemble]
+    python benchmarks/label_audit.py SUSPECTS.csv [--reference default] [--ensemble ensemble] [--agreed OUT.csv]
 
 SUSPECTS.csv is what ``clearface audit`` writes from a k-fold run's out-of-fold scores. The split
 (training / validation / held-out part) is rebuilt from the reference model file's settings, as
@@ -11,7 +11,9 @@ SUSPECTS.csv is what ``clearface audit`` writes from a k-fold run's out-of-fold 
 ensemble was trained on the training part, so there its call is in-sample (it had the given label to
 learn from and still disagrees); on the validation part it is out-of-sample. For scale, the same
 share is printed for the same number of unflagged images of each part and label (how often the
-ensemble contradicts a label nobody flagged). Prints markdown tables.
+ensemble contradicts a label nobody flagged). Prints markdown tables. ``--agreed OUT.csv`` also writes
+the rows of SUSPECTS.csv that the ensemble agrees with, in the same format, for ``clearface train
+--suspects.file`` (flags that two different models back, rather than the audit's alone).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DATA / "train_img.zip"))
     ap.add_argument("--labels", default=str(DATA / "label_train.txt"))
     ap.add_argument("--seed", type=int, default=0, help="seed drawing the unflagged comparison images")
+    ap.add_argument("--agreed", default=None, help="write the suspects the ensemble agrees with to this CSV")
     args = ap.parse_args(argv)
 
     from clearface.data import load_labelled
@@ -70,7 +73,23 @@ def main(argv=None) -> int:
             ref = rng.choice(clean, min(idx.size, clean.size), replace=False)
             contradicts = float(((engine.score(imageset.images[ref]) >= tau).astype(int) != label).mean())
             print(f"| {part} | {label} | {idx.size} | {idx.size / group.sum():.1%} | {agree:.1%} | {contradicts:.1%} |")
+    if args.agreed:
+        _write_agreed(args.suspects, args.agreed, imageset.names, y, flagged, engine, imageset.images, tau)
     return 0
+
+
+def _write_agreed(src, out, names, y, flagged, engine, images, tau) -> None:
+    import csv
+
+    from clearface.outputs import write_text_atomic
+    idx = np.flatnonzero(flagged)
+    agreed = {names[i] for i, s in zip(idx, engine.score(images[idx])) if int(s >= tau) != y[i]}
+    with open(src, newline="") as f:
+        rows = list(csv.reader(f))
+    col = rows[0].index("name")
+    kept = [rows[0]] + [r for r in rows[1:] if r[col] in agreed]
+    write_text_atomic(out, "".join(",".join(r) + "\n" for r in kept))
+    print(f"\nwrote {len(kept) - 1} of {len(rows) - 1} suspects (the ones the ensemble agrees with) to {out}")
 
 
 if __name__ == "__main__":

@@ -141,13 +141,13 @@ class TorchEngine:
 class OnnxEngine:
     """Score uint8 ``(N, 3, 64, 64)`` images with an exported model in onnxruntime (CPU)."""
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, spin_wait: bool = True):
         from .export import INPUT_NAME, OUTPUT_NAME, decode_meta, onnx_session
         p = Path(path).expanduser()
         if not p.is_file():
             raise ClearfaceError(f"{p}: no such ONNX file" if not p.exists() else f"{p}: not a file")
         try:
-            self.session = onnx_session(p, threads or available_cores())
+            self.session = onnx_session(p, threads or available_cores(), spin_wait)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types
             msg = str(exc).splitlines()[0][:200] if str(exc) else ""
             raise ClearfaceError(f"{p}: not a loadable ONNX model ({type(exc).__name__}: {msg})") from None
@@ -189,9 +189,9 @@ def onnx_cache_path(model_file, cache_dir=None) -> Path:
     return root / "onnx" / f"{file_sha256(model_file)[:32]}-f{ONNX_FORMAT_VERSION}-v{__version__}.onnx"
 
 
-def _onnx_for(path: Path, model_path: Path | None = None) -> OnnxEngine:
+def _onnx_for(path: Path, model_path: Path | None = None, spin_wait: bool = True) -> OnnxEngine:
     try:
-        eng = OnnxEngine(path)
+        eng = OnnxEngine(path, spin_wait=spin_wait)
     except ImportError as exc:  # pragma: no cover
         raise ClearfaceError(f"{path}: ONNX support is not available ({exc})") from None
     if model_path is not None:  # auto: report the user's model file, note the export used
@@ -199,14 +199,16 @@ def _onnx_for(path: Path, model_path: Path | None = None) -> OnnxEngine:
     return eng
 
 
-def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict | None = None):
+def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict | None = None,
+                spin_wait: bool = True):
     """A :class:`TorchEngine` or :class:`OnnxEngine` for a .pt model file / run folder, or an .onnx export.
 
     ``engine``: ``torch`` scores with PyTorch; ``onnx`` and ``auto`` with onnxruntime, through a
     cached export of the model file (``<cache>/onnx/<sha256>.onnx``) made on first use. ``auto``
     falls back to PyTorch (with a warning) when the export fails; ``onnx`` raises instead.
     An ``.onnx`` path always runs in onnxruntime. ``blob``: the already loaded model file, so
-    callers that need it too (the report) read it once.
+    callers that need it too (the report) read it once. ``spin_wait``: see
+    :func:`clearface.export.onnx_session` (off where a thread decodes beside the scoring).
     """
     if engine not in ENGINES:
         raise ClearfaceError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
@@ -214,7 +216,7 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict 
     if path.suffix == ".onnx":
         if engine == "torch":
             raise ClearfaceError(f"{path}: an ONNX export cannot run with --engine torch (give the .pt model file)")
-        return _onnx_for(path)
+        return _onnx_for(path, spin_wait=spin_wait)
     path = model_file_path(model)
     if engine == "torch":
         return TorchEngine(blob or load_model_file(path))
@@ -227,7 +229,7 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict 
     sweep_stale_temp(cached.parent, hidden_only=True)  # half exports of killed runs
     if cached.exists():
         try:
-            return _onnx_for(cached, path)
+            return _onnx_for(cached, path, spin_wait)
         except ClearfaceError:
             try:
                 cached.unlink()  # damaged cache entry: export again
@@ -238,7 +240,7 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict 
         from .export import export_blob
         cached.parent.mkdir(parents=True, exist_ok=True)
         export_blob(blob, cached)
-        return _onnx_for(cached, path)
+        return _onnx_for(cached, path, spin_wait)
     except Exception as exc:  # noqa: BLE001 - any export/runtime problem
         if engine == "onnx":
             if isinstance(exc, ClearfaceError):

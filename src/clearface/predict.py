@@ -21,7 +21,9 @@ def _score(model, data, threshold, preprocess, cache_dir, batch_size, use_cache,
     model's stored one; ``preprocess`` (a step name) overrides the model file's step; ``blob``: the
     model file when the caller has already read it; ``loaded``: a TorchEngine already built from it."""
     from .preprocess import prepare_and_score, resolve, step_source
-    eng = loaded if loaded is not None and engine == "torch" else load_engine(model, engine, cache_dir, blob=blob)
+    # spin_wait off: files decode in a thread beside the scoring (clearface.data.stream)
+    eng = (loaded if loaded is not None and engine == "torch"
+           else load_engine(model, engine, cache_dir, blob=blob, spin_wait=False))
     step, framing = resolve(step_source(eng), preprocess)
     prepared, scores = prepare_and_score(data, step, eng.score, batch_size, framing, cache_dir, use_cache)
     tau = eng.info["threshold"] if threshold is None else float(threshold)

@@ -154,10 +154,10 @@ def prepare_and_score(data, step: str, score_fn, batch_size: int = 512, framing:
     if step == "detect" or use_cache:  # detect scores after finding faces; the cache is decoded already
         prepared = prepare(data, step, framing, cache_dir=cache_dir, use_cache=use_cache)
         return prepared, prepared.score(score_fn, batch_size)
-    from .data.ingest import SIZE, listed
-    from .data.stream import decode_while
+    from .data.ingest import listed
+    from .data.stream import decode_while, prefaulted_images
     p, names = listed(data)
-    images = np.empty((len(names), 3, SIZE, SIZE), np.uint8)
+    images = prefaulted_images(len(names))
     batch_size = max(1, int(batch_size))
     chunk = batch_size * -(-STREAM_CHUNK // batch_size)  # whole batches; tiny batches: several a chunk
     parts = decode_while(p, names, step, images, chunk=chunk,

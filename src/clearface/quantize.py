@@ -107,9 +107,11 @@ def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activat
         if exclude_ops:  # node names live in the graph: parse it (again) only when ops are kept in float
             graph = onnx.load(str(model_in)).graph
             exclude = [n.name for n in graph.node if n.op_type in exclude_ops or n.name in exclude_ops]
+        # No CalibMaxIntermediateOutputs: onnxruntime 1.32 clears the collected batches at that count
+        # without folding them into the ranges (so a multiple of it raises "No data is collected" and
+        # any other count calibrates on the last few batches only). MinMax keeps just a min and max
+        # per tensor and channel per batch, so memory stays small without it.
         extra = {"ActivationSymmetric": activations == "s8"}
-        if calibration == "minmax":  # fold ranges every few batches: memory stays flat for big ensembles
-            extra["CalibMaxIntermediateOutputs"] = 4
         quantize_static(str(model_in), str(quantized), _reader(images, batch_size),
                         quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                         per_channel=per_channel, reduce_range=reduce_range, nodes_to_exclude=exclude,

@@ -46,3 +46,30 @@ def test_engine_info_and_errors(tiny_model_file):
         load_engine(tiny_model_file, engine="tensorrt")
     with pytest.raises(ClearfaceError, match="has no embed"):
         eng.embed(np.zeros((1, 3, 64, 64), np.uint8))
+
+
+def test_onnx_sessions_spin_unless_a_decoder_shares_the_cores(tiny_model_file, tmp_path, monkeypatch):
+    """Idle onnxruntime threads busy-wait by default (low latency for the service); where files decode
+    in a thread beside the scoring (``predict``), they must sleep instead, or they burn its core."""
+    spinning = load_engine(tiny_model_file, engine="onnx", cache_dir=tmp_path)
+    sleeping = load_engine(tiny_model_file, engine="onnx", cache_dir=tmp_path, spin_wait=False)
+
+    def allow_spinning(eng):
+        return eng.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert allow_spinning(sleeping) == "0"
+    with pytest.raises(Exception):  # never set: onnxruntime's default (spin) applies
+        allow_spinning(spinning)
+    # no memory-pattern planning: a third less peak memory at batch 512, same speed
+    assert not spinning.session.get_session_options().enable_mem_pattern
+    x = np.random.default_rng(0).integers(0, 256, (5, 3, 64, 64), np.uint8)
+    np.testing.assert_array_equal(spinning.score(x), sleeping.score(x))
+
+    import clearface.predict as predict_module
+    asked = []
+    real = predict_module.load_engine
+    monkeypatch.setattr(predict_module, "load_engine", lambda *a, **k: asked.append(k) or real(*a, **k))
+    from conftest import jpeg_bytes, write_zip
+    z = write_zip(tmp_path / "d.zip", [jpeg_bytes(np.full((64, 64, 3), v, np.uint8)) for v in (0, 99)])
+    predict_module.predict(tiny_model_file, z, tmp_path / "labels.txt", engine="onnx", cache_dir=tmp_path)
+    assert asked and asked[0].get("spin_wait") is False

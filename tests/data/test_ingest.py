@@ -1,3 +1,4 @@
+import io
 import json
 import zipfile
 
@@ -164,3 +165,50 @@ def test_entry_names_split_as_pathlib_does(segments, trailing_slash):
     p = PurePosixPath(name)
     assert _stem_suffix(name) == (p.stem, p.suffix)
     assert _is_skippable(name) == (name.endswith("/") or p.name.startswith(".") or "__MACOSX" in p.parts)
+
+
+def _pil_decode(data: bytes) -> np.ndarray:
+    """The PIL-only decode that the simplejpeg fast path must equal, pixel for pixel."""
+    from PIL import Image
+
+    from clearface.data.ingest import to_rgb64
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return to_rgb64(img)
+
+
+def _jpeg(arr: np.ndarray, mode: str | None = None, **save) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    img = Image.fromarray(arr)
+    (img.convert(mode) if mode else img).save(buf, format="JPEG", **save)
+    return buf.getvalue()
+
+
+def test_colour_jpeg_crops_decode_to_pils_pixels():
+    """64x64 colour JPEGs skip PIL (a third of the cost) and must give PIL's pixels exactly: real
+    crops, every chroma subsampling, low and high quality, progressive, and RGB-coded JPEGs."""
+    from clearface.data.ingest import _colour_jpeg64, decode_image
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    noisy = rng.integers(0, 256, (64, 64, 3), np.uint8)
+    blobs = [_jpeg(a, subsampling=sub, quality=q) for a in (smooth, noisy) for sub in (0, 1, 2) for q in (30, 95)]
+    blobs += [_jpeg(noisy, progressive=True), _jpeg(smooth, keep_rgb=True)]
+    try:
+        blobs += real_slice(200, start=1000)[0]
+    except pytest.skip.Exception:
+        pass  # the generated ones still run without ../shared/data
+    for i, b in enumerate(blobs):
+        assert _colour_jpeg64(b) is not None, i  # the fast path was taken, not PIL's
+        np.testing.assert_array_equal(decode_image(b, f"{i}.jpg"), _pil_decode(b), err_msg=str(i))
+
+
+def test_other_images_go_to_pil():
+    """Anything but a clean 64x64 colour JPEG is PIL's to decode or to refuse, with its message."""
+    from clearface.data.ingest import _colour_jpeg64
+    rgb = _rgb(3)
+    good = _jpeg(rgb)
+    others = [jpeg_bytes(rgb, "PNG"), _jpeg(rgb[:, :, 0]), _jpeg(rgb, "CMYK"), _jpeg(_rgb(3, size=80)),
+              good[: len(good) // 2], good[:2], b"\xff\xd8 not a jpeg"]
+    for i, other in enumerate(others):
+        assert _colour_jpeg64(other) is None, i

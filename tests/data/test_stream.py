@@ -133,3 +133,12 @@ def test_cli_late_corrupt_image_one_error_exit_2_no_output(late_corrupt_zip, tin
     assert len(errors) == 1 and "000290.jpg" in errors[0] and "corrupt" in errors[0], res.stderr
     assert "Traceback" not in res.stderr
     assert not list(tmp_path.glob("*labels.txt*"))
+
+
+def test_prefaulted_images_are_a_writable_array_of_the_stream_shape():
+    from clearface.data.stream import prefaulted_images
+    a = prefaulted_images(3)
+    assert a.shape == (3, 3, 64, 64) and a.dtype == np.uint8 and a.flags.writeable and a.flags.c_contiguous
+    a[:] = 7
+    assert int(a.sum()) == 7 * a.size
+    assert prefaulted_images(0).shape == (0, 3, 64, 64)

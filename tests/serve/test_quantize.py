@@ -110,3 +110,25 @@ def test_cli_export_int8_rechooses_tau_on_calibration_labels(tiny_model_file, re
     assert meta["quantization"]["calibration_images"] == 64 == result["quantization"]["calibration_images"]
     assert "int8 scores" in meta["threshold_source"] and meta["float_threshold"] == 0.5
     assert 0 <= meta["threshold"] <= 1
+
+
+def test_calibration_ranges_cover_every_batch(float_onnx, images, tmp_path):
+    """MinMax ranges are the min and max over all calibration images, however they are batched.
+    (onnxruntime 1.32's CalibMaxIntermediateOutputs dropped all but the last batches, or raised.)"""
+    import onnx
+    from onnx import numpy_helper
+
+    from clearface.quantize import quantize_onnx
+    x = np.concatenate([images[0][:2], np.zeros((8, 3, 64, 64), np.uint8)])  # the range is all in batch 1
+
+    def scales(batch_size):
+        out = tmp_path / f"b{batch_size}.onnx"
+        quantize_onnx(float_onnx, out, x, batch_size=batch_size)
+        g = onnx.load(str(out)).graph
+        init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        return [init[n.input[1]] for n in g.node if n.op_type == "QuantizeLinear" and n.input[1] in init]
+
+    in_batches, at_once = scales(2), scales(10)  # 5 batches of 2 vs one batch of 10
+    assert len(in_batches) == len(at_once) > 0
+    for a, b in zip(in_batches, at_once):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
