@@ -10,7 +10,9 @@ import pytest
 from conftest import real_slice, write_zip
 from faultkit import fault_rng, group_members, kill_after, no_orphans, spawn, temp_files, wait_until
 
-N_IMAGES = 4000  # two decode workers (one per 2,000 images)
+# Two decode workers (one per 8,000 images); with simplejpeg's decoding, 16,000 images keep the
+# build at about a second, so the signal lands while the workers decode.
+N_IMAGES = 16000
 
 
 def _build(zpath, cache):
@@ -20,7 +22,7 @@ def _build(zpath, cache):
 
 
 @pytest.fixture(scope="module")
-def faces_4000(tmp_path_factory):
+def faces_zip(tmp_path_factory):
     from clearface.data import load_images
     d = tmp_path_factory.mktemp("cache_faults")
     blobs, _ = real_slice(N_IMAGES)
@@ -35,16 +37,16 @@ def _decoding(cache):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
                          ids=["kill9-a", "kill9-b", "term", "int"])
-def test_signal_during_cache_build_leaves_no_worker_and_a_valid_cache(faces_4000, tmp_path, sig):
+def test_signal_during_cache_build_leaves_no_worker_and_a_valid_cache(faces_zip, tmp_path, sig):
     from clearface.data import load_images
-    zpath, expected = faces_4000
+    zpath, expected = faces_zip
     cache = tmp_path / "cache"
     rng, seed = fault_rng()
     p = spawn(_build(zpath, cache), tmp_path / "build.log")
     assert wait_until(_decoding(cache), p), (tmp_path / "build.log").read_text()[-2000:]
     time.sleep(0.2)  # let the workers start
     assert len(group_members(p.pid)) >= 2  # the parent and its workers
-    sent = kill_after(p, rng.uniform(0, 0.4), sig)  # a 4,000-image build takes about a second or more
+    sent = kill_after(p, rng.uniform(0, 0.4), sig)  # the build takes about a second or more
     assert no_orphans(p.pid) == [], f"decode workers outlived their parent (seed {seed})"
     if sent and sig == signal.SIGKILL:
         assert p.returncode == -signal.SIGKILL
