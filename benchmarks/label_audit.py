@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
 
     audited = parts != TEST  # a k-fold run scores every image but the held-out ones
+    # the ensemble's call on every flagged image, scored once for the table and for --agreed
+    calls = np.full(len(y), -1)
+    calls[flagged] = (engine.score(imageset.images[flagged]) >= tau).astype(int)
     print(f"\n{int(flagged.sum())} suspects in {args.suspects} ({flagged.sum() / audited.sum():.2%} of the "
           f"{int(audited.sum())} labels outside the held-out part); "
           f"split rebuilt from {args.reference}'s settings; ensemble: {args.ensemble} at tau {tau:.4f}.\n")
@@ -67,23 +70,22 @@ def main(argv=None) -> int:
             if not idx.size:
                 print(f"| {part} | {label} | 0 | 0 % | | |")
                 continue
-            calls = (engine.score(imageset.images[idx]) >= tau).astype(int)
-            agree = float((calls != label).mean())
+            agree = float((calls[idx] != label).mean())
             clean = np.flatnonzero(group & ~flagged)
             ref = rng.choice(clean, min(idx.size, clean.size), replace=False)
             contradicts = float(((engine.score(imageset.images[ref]) >= tau).astype(int) != label).mean())
             print(f"| {part} | {label} | {idx.size} | {idx.size / group.sum():.1%} | {agree:.1%} | {contradicts:.1%} |")
     if args.agreed:
-        _write_agreed(args.suspects, args.agreed, imageset.names, y, flagged, engine, imageset.images, tau)
+        agreed = {imageset.names[i] for i in np.flatnonzero(flagged & (calls != y))}
+        _write_agreed(args.suspects, args.agreed, agreed)
     return 0
 
 
-def _write_agreed(src, out, names, y, flagged, engine, images, tau) -> None:
+def _write_agreed(src, out, agreed: set) -> None:
+    """The rows of the suspects CSV ``src`` whose image is in ``agreed``, header kept, to ``out``."""
     import csv
 
     from clearface.outputs import write_text_atomic
-    idx = np.flatnonzero(flagged)
-    agreed = {names[i] for i, s in zip(idx, engine.score(images[idx])) if int(s >= tau) != y[i]}
     with open(src, newline="") as f:
         rows = list(csv.reader(f))
     col = rows[0].index("name")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .ingest import decode_into, decode_step, entry_reader
+from .ingest import SIZE, decode_into, decode_step, entry_reader
 
 
 def prefaulted_images(n: int) -> np.ndarray:
@@ -31,7 +31,6 @@ def prefaulted_images(n: int) -> np.ndarray:
     (``MAP_POPULATE``), not one page fault at a time while the decoder first writes them: on this
     VM those faults, taken beside the scoring threads, cost a fresh ``predict`` 1.7 s of system
     time on 20,000 images, and mapping the 245 MB up front costs 0.08 s (stream 17.0 vs 18.7 s)."""
-    from .ingest import SIZE
     shape = (int(n), 3, SIZE, SIZE)
     size = int(np.prod(shape))
     if not size or not hasattr(mmap, "MAP_POPULATE"):  # empty, or not Linux
