@@ -87,7 +87,9 @@ def between_scores(taus: np.ndarray, i: int) -> float:
     lo = taus[i - 1]
     if not np.isfinite(hi):
         return float(lo) + max(1e-6, abs(float(lo)) * 1e-6)
-    return float((lo + hi) / 2)
+    mid = float((lo + hi) / 2)
+    # adjacent floats (0 and 5e-324, say) have no midpoint: it rounds onto lo, which would admit lo
+    return mid if mid > lo else float(hi)
 
 
 def min_hter_threshold(scores, labels) -> float:

@@ -129,3 +129,14 @@ def test_far_1pct_is_the_lowest_frr_with_far_at_most_1_percent_everywhere_tau_is
     args = build_parser().parse_args(["calibrate", "--data", "d", "--labels", "l", "--model", "m", "--run", "r",
                                       "--out", "o", "--threshold-rule", "far_1pct"])
     assert args.threshold_rule == "far_1pct"
+
+
+def test_threshold_between_adjacent_floats_keeps_the_best_counts():
+    """Two neighbouring doubles have no midpoint (it rounds onto the lower one): tau must still
+    separate them (found by hypothesis in the property test above)."""
+    s = np.array([5e-324, 0.0, 0.0, 0.0])
+    y = np.array([1, 0, 0, 0])
+    tau = fit_threshold(s, y, "min_hter")
+    assert metrics.hter(s, y, tau) == 0.0
+    s2 = np.array([np.nextafter(0.5, 1.0), 0.5, 0.5])
+    assert metrics.hter(s2, np.array([1, 0, 0]), fit_threshold(s2, np.array([1, 0, 0]), "min_hter")) == 0.0
