@@ -64,11 +64,16 @@ def _read_meta(proto) -> dict:
 def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activations: str = "u8",
                   per_channel: bool = True, calibration: str = "minmax", preprocess: bool = True,
                   threshold: float | None = None, threshold_source: str | None = None,
-                  batch_size: int = 64, reduce_range: bool = True, exclude_ops: tuple = ()) -> dict:
+                  batch_size: int = 64, reduce_range: bool = True, exclude_ops: tuple = (),
+                  percentile: float = 99.999, calibration_cache=None) -> dict:
     """Write the int8 version of the clearface ONNX export ``float_onnx`` to ``out``.
 
     ``images``: uint8 ``(N, 3, 64, 64)`` calibration images. ``threshold``: tau re-chosen for the
-    int8 scores (``threshold_source`` says on what); None keeps the float export's tau. Written
+    int8 scores (``threshold_source`` says on what); None keeps the float export's tau.
+    ``percentile`` (with ``calibration="percentile"``): the share of each tensor's absolute values
+    its range must cover; onnxruntime's default 99.999. ``calibration_cache``: a JSON file of the
+    measured ranges, written on the first call and read (instead of calibrating) on later ones,
+    so variants of one model (other ``exclude_ops``) share one calibration. Written
     under a temporary name and renamed. Returns the metadata stored (decoded).
     """
     import onnx
@@ -93,6 +98,10 @@ def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activat
     settings = {"format": fmt, "activations": activations, "weights": "s8", "per_channel": bool(per_channel),
                 "calibration": calibration, "calibration_images": int(len(images)), "pre_process": bool(preprocess),
                 "reduce_range": bool(reduce_range), "float_ops": list(exclude_ops)}
+    if calibration == "percentile":
+        if not 0 < percentile <= 100:
+            raise ClearfaceError(f"int8: percentile must be in (0, 100], got {percentile}")
+        settings["percentile"] = float(percentile)
     if calibration != "minmax" and len(images) > batch_size:
         # the histogram calibrators stack per-batch outputs: every batch must have the same size
         images = images[:len(images) // batch_size * batch_size]
@@ -111,13 +120,13 @@ def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activat
         # without folding them into the ranges (so a multiple of it raises "No data is collected" and
         # any other count calibrates on the last few batches only). MinMax keeps just a min and max
         # per tensor and channel per batch, so memory stays small without it.
-        extra = {"ActivationSymmetric": activations == "s8"}
+        extra = {"ActivationSymmetric": activations == "s8", "CalibPercentile": float(percentile)}
         quantize_static(str(model_in), str(quantized), _reader(images, batch_size),
                         quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                         per_channel=per_channel, reduce_range=reduce_range, nodes_to_exclude=exclude,
                         activation_type=act_type, weight_type=QuantType.QInt8,
-                        calibrate_method=method,
-                        extra_options=extra)
+                        calibrate_method=method, extra_options=extra,
+                        calibration_cache_path=None if calibration_cache is None else str(calibration_cache))
         meta = dict(meta, quantization=settings)
         if threshold is not None:
             meta = _with_threshold(meta, threshold, threshold_source)

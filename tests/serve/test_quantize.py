@@ -132,3 +132,48 @@ def test_calibration_ranges_cover_every_batch(float_onnx, images, tmp_path):
     assert len(in_batches) == len(at_once) > 0
     for a, b in zip(in_batches, at_once):
         np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_percentile_calibration_tightens_ranges_and_is_recorded(float_onnx, images, tmp_path):
+    """``percentile`` reaches onnxruntime's calibrator: a lower one clips more, so no activation scale
+    grows and some shrink; the setting is stored; a value outside (0, 100] is refused before writing."""
+    import onnx
+    from onnx import numpy_helper
+
+    from clearface.export import read_metadata
+    from clearface.quantize import quantize_onnx
+    x = images[0][:32]
+
+    def scales(pct):
+        out = tmp_path / f"p{pct}.onnx"
+        quantize_onnx(float_onnx, out, x, calibration="percentile", percentile=pct, batch_size=16)
+        g = onnx.load(str(out)).graph
+        init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        acts = {n.input[0]: float(init[n.input[1]]) for n in g.node
+                if n.op_type == "QuantizeLinear" and n.input[1] in init and init[n.input[1]].size == 1}
+        return acts, read_metadata(out)["quantization"]
+
+    wide, meta = scales(100.0)
+    tight, _ = scales(99.0)
+    assert meta["calibration"] == "percentile" and meta["percentile"] == 100.0
+    assert wide.keys() == tight.keys() and wide
+    assert all(tight[k] <= wide[k] * (1 + 1e-6) for k in wide)
+    assert sum(tight[k] < wide[k] * 0.95 for k in wide) >= len(wide) // 2
+    with pytest.raises(ClearfaceError, match="percentile"):
+        quantize_onnx(float_onnx, tmp_path / "bad.onnx", x, calibration="percentile", percentile=0)
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_cli_export_int8_calibration_settings_reach_the_file(tiny_model_file, real_small, tmp_path, capsys):
+    from clearface.cli import main
+    from clearface.export import read_metadata
+    zip_path, _, _ = real_small
+    out = tmp_path / "tiny.int8.onnx"
+    base = ["export", "--int8", "--model", str(tiny_model_file), "--out", str(out), "--calib-data", str(zip_path),
+            "--calib-images", "32", "--calib-method", "percentile"]
+    assert main(base + ["--calib-percentile", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "percentile" in err and "Traceback" not in err and not out.exists()
+    assert main(base + ["--calib-percentile", "99.9", "--full-range"]) == 0
+    q = read_metadata(out)["quantization"]
+    assert (q["calibration"], q["percentile"], q["reduce_range"]) == ("percentile", 99.9, False)

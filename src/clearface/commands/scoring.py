@@ -86,7 +86,8 @@ def cmd_export(args, extra) -> int:
     if int8:
         from ..quantize import export_int8
         meta = export_int8(args.model, out, args.calib_data, args.calib_labels, args.calib_images,
-                           cache_dir=getattr(args, "cache_dir", None))
+                           cache_dir=getattr(args, "cache_dir", None), calibration=args.calib_method,
+                           percentile=args.calib_percentile, reduce_range=not args.full_range)
         q = meta["quantization"]
         what = (f"int8 {q['format'].upper()}, calibrated on {q['calibration_images']} images; tau "
                 f"{meta['threshold']:.6f} from {meta['threshold_source']}")
