@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision1", type=SHARE, default=0.98, help="required share (0, 1] of correct class-1 calls on validation")
     p.add_argument("--out", required=True, help="CSV to write")
     add_batch(p)
+    add_engine(p)
 
     p = _command(sub, "gan", data="labelled", run="training run folder: only the images its split.csv marks 'train' "
                  "are used (never validation or held-out ones)", help="train a class-conditional GAN for "

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ClearfaceError
-from .engines import TorchEngine
+from .engines import load_engine
 from .modelfile import load_model_file
 from .outputs import write_text_atomic
 from .rundir import VAL, RunDir
@@ -65,13 +65,15 @@ def call(scores: np.ndarray, below: float, above: float) -> np.ndarray:
 
 
 def pseudolabel(model, run_dir, data, labels, unlabelled, out, precision0: float = 0.95, precision1: float = 0.98,
-                 cache_dir=None, batch_size: int = 512, preprocess: str | None = None) -> dict:
-    """``preprocess``: the step (crop or resize) that reads both image sets; None: the teacher's own."""
+                 cache_dir=None, batch_size: int = 512, preprocess: str | None = None, engine: str = "auto") -> dict:
+    """``preprocess``: the step (crop or resize) that reads both image sets; None: the teacher's own.
+    ``engine``: as for ``predict`` (``auto``: onnxruntime through the cached export, about 4x faster
+    than PyTorch for the packaged ensemble here; scores agree to ~1e-5)."""
     from .data import load_images, load_labelled
     from .preprocess import resolve
 
     blob = load_model_file(model)
-    engine = TorchEngine(blob)
+    engine = load_engine(blob["path"], engine, cache_dir=cache_dir, blob=blob)
     step = resolve(blob, preprocess)[0]
     imageset, y = load_labelled(data, labels, cache_dir=cache_dir, step=step)
     parts = RunDir(run_dir).validation_split(imageset.names)
@@ -91,7 +93,8 @@ def pseudolabel(model, run_dir, data, labels, unlabelled, out, precision0: float
         return {"kept": int(mask.sum()), "correct": float((y[val][mask] == cls).mean()) if mask.any() else None,
                 "coverage_of_class": float(mask[y[val] == cls].mean()) if (y[val] == cls).any() else None}
 
-    result = {"precision_target": {"class0": precision0, "class1": precision1}, "below": below, "above": above,
+    result = {"engine": engine.info["engine"],
+              "precision_target": {"class0": precision0, "class1": precision1}, "below": below, "above": above,
               "cut_source": f"validation split of {Path(run_dir).name} ({len(val)} images)",
               "validation": {"class0": share(on_val == 0, 0), "class1": share(on_val == 1, 1)},
               "unlabelled": {"images": len(su), "class0": int((calls == 0).sum()), "class1": int((calls == 1).sum()),

@@ -104,3 +104,23 @@ def test_pseudolabel_end_to_end_and_training_use(small_run, tiny_model_file, tmp
     assert np.array_equal(targets, labels.astype(np.float32))  # no distillation: the targets are the labels
     with pytest.raises(ClearfaceError, match="together"):
         _pseudo_labelled(resolve(overrides={"pseudo_data": str(unl)}), s.hashes, parts)
+
+
+def test_pseudolabel_engines_agree_and_say_which_ran(small_run, tiny_model_file, tmp_path):
+    """``--engine``: onnxruntime (the default) and PyTorch give the same cuts and calls; the summary names
+    the engine that scored."""
+    zpath, lpath, run, *_ = small_run
+    blobs, _ = real_slice(40, start=300)
+    unl = write_zip(tmp_path / "unl.zip", blobs, "val_img")
+    got = {}
+    for engine in ("torch", "auto"):
+        out = tmp_path / f"{engine}.csv"
+        r = pseudolabel(tiny_model_file, run, zpath, lpath, unl, out, precision0=1.0, precision1=0.92, engine=engine)
+        got[engine] = (r, [row.split(",") for row in out.read_text().splitlines()[1:]])
+    assert got["torch"][0]["engine"] == "torch" and got["auto"][0]["engine"] == "onnx"
+    assert got["torch"][0]["below"] == pytest.approx(got["auto"][0]["below"], abs=1e-4)
+    assert got["torch"][0]["above"] == pytest.approx(got["auto"][0]["above"], abs=1e-4)
+    t, o = got["torch"][1], got["auto"][1]
+    assert t  # some calls to compare
+    assert [(n, lab) for n, _, lab in t] == [(n, lab) for n, _, lab in o]
+    assert np.allclose([float(s) for _, s, _ in t], [float(s) for _, s, _ in o], atol=1e-4)

@@ -141,7 +141,7 @@ def cmd_pseudolabel(args, extra) -> int:
     from ..pseudolabel import pseudolabel
     r = pseudolabel(args.model, args.run, args.data, args.labels, args.unlabelled, out, precision0=args.precision0,
                      precision1=args.precision1, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                     preprocess=_preprocess(args))
+                     preprocess=_preprocess(args), engine=args.engine)
     u = r["unlabelled"]
     _emit(args, r, f"wrote {out}: {u['class0']} class 0 (score <= {r['below']:.4f}), {u['class1']} class 1 "
           f"(score >= {r['above']:.4f}), {u['left_out']} of {u['images']} left out")
