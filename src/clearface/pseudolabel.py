@@ -73,17 +73,17 @@ def pseudolabel(model, run_dir, data, labels, unlabelled, out, precision0: float
     from .preprocess import resolve
 
     blob = load_model_file(model)
-    engine = load_engine(blob["path"], engine, cache_dir=cache_dir, blob=blob)
+    scorer = load_engine(blob["path"], engine, cache_dir=cache_dir, blob=blob)
     step = resolve(blob, preprocess)[0]
     imageset, y = load_labelled(data, labels, cache_dir=cache_dir, step=step)
     parts = RunDir(run_dir).validation_split(imageset.names)
     val = np.flatnonzero(parts == VAL)
-    sv = engine.score(imageset.images[val], batch_size)
+    sv = scorer.score(imageset.images[val], batch_size)
     below, above = confident_cuts(sv, y[val], precision0, precision1)
     on_val = call(sv, below, above)
 
     unl = load_images(unlabelled, step, cache_dir=cache_dir)
-    su = engine.score(unl.images, batch_size)
+    su = scorer.score(unl.images, batch_size)
     calls = call(su, below, above)
     keep = np.flatnonzero(calls >= 0)
     rows = ["name,score,label"] + [f"{unl.names[i]},{su[i]:.6f},{calls[i]}" for i in keep]
@@ -93,7 +93,7 @@ def pseudolabel(model, run_dir, data, labels, unlabelled, out, precision0: float
         return {"kept": int(mask.sum()), "correct": float((y[val][mask] == cls).mean()) if mask.any() else None,
                 "coverage_of_class": float(mask[y[val] == cls].mean()) if (y[val] == cls).any() else None}
 
-    result = {"engine": engine.info["engine"],
+    result = {"engine": scorer.info["engine"],
               "precision_target": {"class0": precision0, "class1": precision1}, "below": below, "above": above,
               "cut_source": f"validation split of {Path(run_dir).name} ({len(val)} images)",
               "validation": {"class0": share(on_val == 0, 0), "class1": share(on_val == 1, 1)},
