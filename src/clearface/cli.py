@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from .cli_options import (COUNT, FOLDS, PORT, SHARE, add_batch, add_cache_dir, add_data, add_engine, add_json,
+from .cli_options import (COUNT, FOLDS, PERCENT, PORT, SHARE, add_batch, add_cache_dir, add_data, add_engine, add_json,
                           add_model, add_preprocess, add_rule, add_scoring, add_settings, opt, ranged, rule)
 from .errors import ClearfaceError
 
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt(p, "--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax",
         help="with --int8: how activation ranges are set: minmax (default), percentile (clips the rarest values; "
         "holds all activations in memory, ~12 GB per 1,000 images of a 96 px model), entropy")
-    opt(p, "--calib-percentile", type=float, default=99.999, help="with --calib-method percentile: the share of "
+    opt(p, "--calib-percentile", type=PERCENT, default=99.999, help="with --calib-method percentile: the share of "
         "each tensor's absolute values its range covers (default 99.999)")
     p.add_argument("--full-range", action="store_true", help="with --int8: full 8-bit weights (for CPUs with "
                    "AVX-512 VNNI); default 7-bit, which onnxruntime's AVX2 kernels need to avoid overflow")

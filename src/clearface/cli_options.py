@@ -42,6 +42,7 @@ PORT = ranged(True, 1, 65535, what="1..65535")
 COUNT = ranged(True, 1, 10 ** 9, what=">= 1")
 FOLDS = ranged(True, 2, 100, what="2..100")
 SHARE = ranged(False, 0, 1, lo_open=True, what="(0, 1]")
+PERCENT = ranged(False, 0, 100, lo_open=True, what="(0, 100]")
 
 
 def rule(text: str) -> str:
