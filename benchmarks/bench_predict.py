@@ -1,4 +1,5 @@
-"""How fast is `clearface predict`? PyTorch vs onnxruntime, end to end, on the CPU cores available.
+"""How fast is `clearface predict`? PyTorch vs onnxruntime (float, and int8 + float near tau where the
+model has its int8 export), end to end, on the CPU cores available.
 
     .venv/bin/python benchmarks/bench_predict.py [--model runs/default_s0/model.pt] [--data ../shared/data/val_img.zip]
 
@@ -67,8 +68,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from clearface.data import list_images, load_images
-    from clearface.engines import load_engine
-    from clearface.modelfile import resolve_model_path
+    from clearface.engines import int8_sibling, load_engine
+    from clearface.modelfile import model_file_path, resolve_model_path
 
     model = args.model or (str(DEFAULT_MODEL) if DEFAULT_MODEL.exists() else None)
     model_path = resolve_model_path(model)
@@ -94,25 +95,28 @@ def main(argv=None) -> int:
         if not args.no_torch:
             score_only["torch"] = [_score_only(load_engine(model, engine="torch"), imgs.images, args.batch_size)]
             gc.collect()
-        # The headline pair, onnx with its cached export: scoring only in this process, then a
-        # fresh `clearface predict`, alternated so both see the same (shared, noisy) machine.
+        # The headline pairs, onnx with its cached export (and int8 + float near tau where the model
+        # file has its int8 export beside it): scoring only in this process, then a fresh
+        # `clearface predict`, alternated so both see the same (shared, noisy) machine.
         # The session is dropped before each `predict`: its ~2 GB arena, held idle beside the child,
         # made the child's page faults 3x dearer on this VM (sys 7.5 s vs 1.9 s), which no user sees.
-        warm = "onnx (cached export)"
-        runs.append((warm, "onnx"))
-        score_only["onnx"], e2e[warm] = [], []
-        for r in range(args.rounds):
-            eng = load_engine(model, engine="onnx", cache_dir=cache)
-            score_only["onnx"].append(_score_only(eng, imgs.images, args.batch_size))
-            del eng
-            gc.collect()
-            dt, outputs[warm] = _run_predict(model, data, "onnx", cache, tmp, f"onnx{r}")
-            e2e[warm].append(dt)
-            print(f"  round {r + 1}: scoring only {n / score_only['onnx'][-1]:.0f} images/s, "
-                  f"{warm} {n / dt:.0f} images/s end to end", file=sys.stderr)
+        warm_engines = ["onnx"] + ["int8"] * int8_sibling(model_file_path(model_path)).is_file()
+        for engine in warm_engines:
+            warm = f"{engine} (cached export)"
+            runs.append((warm, engine))
+            score_only[engine], e2e[warm] = [], []
+            for r in range(args.rounds):
+                eng = load_engine(model, engine=engine, cache_dir=cache)
+                score_only[engine].append(_score_only(eng, imgs.images, args.batch_size))
+                del eng
+                gc.collect()
+                dt, outputs[warm] = _run_predict(model, data, engine, cache, tmp, f"{engine}{r}")
+                e2e[warm].append(dt)
+                print(f"  round {r + 1}: {engine} scoring only {n / score_only[engine][-1]:.0f} images/s, "
+                      f"{warm} {n / dt:.0f} images/s end to end", file=sys.stderr)
         ref = outputs[runs[0][0]].split()
-        n_diff = max(sum(a != b for a, b in zip(ref, v.split())) + abs(len(ref) - len(v.split()))
-                     for v in outputs.values())
+        n_diff = {tag: sum(a != b for a, b in zip(ref, v.split())) + abs(len(ref) - len(v.split()))
+                  for tag, v in outputs.items()}
 
     for tag, engine in runs:
         t = min(e2e[tag])
@@ -124,15 +128,17 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|---:|")
     for tag, t, ips, share, sps in rows:
         print(f"| {tag} | {t:.1f} | {ips:.0f} | {100 * share:.0f}% | {sps:.0f} |")
-    print(f"\nzip read + decode alone: {t_decode:.1f} s ({n / t_decode:.0f} images/s); "
-          f"labels differing between engines: {n_diff}")
+    print(f"\nzip read + decode alone: {t_decode:.1f} s ({n / t_decode:.0f} images/s); labels differing from "
+          f"{runs[0][0]}: " + ", ".join(f"{tag} {d}" for tag, d in n_diff.items() if tag != runs[0][0]))
     if "torch" in e2e:
-        print(f"onnx (cached) vs torch end to end: {min(e2e['torch']) / min(e2e[warm]):.2f}x; scoring only: "
-              f"{min(score_only['torch']) / min(score_only['onnx']):.2f}x")
-    s_ips, e_ips = n / min(score_only["onnx"]), n / min(e2e[warm])
-    per_round = ", ".join(f"{s / e:.0%}" for s, e in zip(score_only["onnx"], e2e[warm]))
-    print(f"end to end / scoring only (onnx, cached export, best of {args.rounds} alternating rounds): "
-          f"{e_ips:.0f} / {s_ips:.0f} images/s = {e_ips / s_ips:.0%} (per round: {per_round})")
+        print(f"onnx (cached) vs torch end to end: {min(e2e['torch']) / min(e2e['onnx (cached export)']):.2f}x; "
+              f"scoring only: {min(score_only['torch']) / min(score_only['onnx']):.2f}x")
+    for engine in warm_engines:
+        warm = f"{engine} (cached export)"
+        s_ips, e_ips = n / min(score_only[engine]), n / min(e2e[warm])
+        per_round = ", ".join(f"{s / e:.0%}" for s, e in zip(score_only[engine], e2e[warm]))
+        print(f"end to end / scoring only ({engine}, cached export, best of {args.rounds} alternating rounds): "
+              f"{e_ips:.0f} / {s_ips:.0f} images/s = {e_ips / s_ips:.0%} (per round: {per_round})")
     return 0
 
 

@@ -113,14 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
          "on, e.g. the model's validation images (never its held-out ones)")
     opt(p, "--calib-labels", default=None, metavar="LABELS", help="with --int8: 0/1 labels of --calib-data; "
          "tau is then re-chosen on them for the int8 scores (else the float tau is kept)")
-    opt(p, "--calib-images", type=COUNT, default=1000, help="with --int8: how many --calib-data images calibrate (default 1000)")
-    opt(p, "--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax",
+    opt(p, "--calib-part", choices=("val",), default=None, help="with --int8, when --calib-data/--calib-labels are "
+        "the model's own training data: use only its validation part, rebuilt from the split stored in the model "
+        "file, so the held-out part is never seen")
+    # The settings below default to None so that giving one without --int8 is refused (cmd_export).
+    opt(p, "--calib-images", type=COUNT, default=None, help="with --int8: how many --calib-data images calibrate (default 1000)")
+    opt(p, "--calib-method", choices=("minmax", "percentile", "entropy"), default=None,
         help="with --int8: how activation ranges are set: minmax (default), percentile (clips the rarest values; "
         "holds all activations in memory, ~12 GB per 1,000 images of a 96 px model), entropy")
-    opt(p, "--calib-percentile", type=PERCENT, default=99.999, help="with --calib-method percentile: the share of "
+    opt(p, "--calib-percentile", type=PERCENT, default=None, help="with --calib-method percentile: the share of "
         "each tensor's absolute values its range covers (default 99.999)")
-    p.add_argument("--full-range", action="store_true", help="with --int8: full 8-bit weights (for CPUs with "
-                   "AVX-512 VNNI); default 7-bit, which onnxruntime's AVX2 kernels need to avoid overflow")
+    p.add_argument("--full-range", action="store_true", default=None, help="with --int8: full 8-bit weights (for "
+                   "CPUs with AVX-512 VNNI); default 7-bit, which onnxruntime's AVX2 kernels need to avoid overflow")
+    opt(p, "--fallback-agreement", type=ranged(False, 0, 1, what="[0, 1]"), default=None,
+        help="with --int8 of a model file: the band around tau inside which --engine int8 re-scores in float is "
+        "the narrowest that makes this share of the --calib-data labels equal the float labels (default 0.999; "
+        "0: no band, pure int8)")
 
     p = _command(sub, "serve", model=MODEL_ANY, json=False,
                  help="HTTP service: POST /predict, GET /health, and a web page at /")

@@ -83,9 +83,12 @@ def add_cache_dir(p):
 
 
 def add_engine(p):
-    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
+    p.add_argument("--engine", choices=("auto", "torch", "onnx", "int8"), default="auto",
                    help="auto (default): onnxruntime through a cached ONNX export of the model, PyTorch if "
-                   "the export fails; torch: PyTorch; onnx: onnxruntime, failing if the export fails")
+                   "the export fails; for predict and serve also int8 where the model file has its "
+                   "MODEL.int8.onnx beside it and the CPU has VNNI; torch: PyTorch; onnx: onnxruntime in "
+                   "float, failing if the export fails; int8: the int8 export, with images near tau "
+                   "re-scored in float")
 
 
 def add_json(p):

@@ -3,7 +3,10 @@
 :func:`load_engine` returns a :class:`TorchEngine` or an :class:`OnnxEngine`; both map uint8
 ``(N, 3, 64, 64)`` images to float32 class-1 probabilities, in order, and carry ``.info``
 (threshold and where it came from, TTA, members, model path, engine name). ``--engine auto``
-scores with onnxruntime through an export of the model file cached under its sha256.
+scores with onnxruntime through an export of the model file cached under its sha256; where the
+model file has its int8 export beside it (``MODEL.int8.onnx``, made by ``export --int8`` from that
+very file) and the CPU has VNNI int8 instructions, predict and serve score with
+:class:`FallbackEngine`: int8, with the images near tau re-scored in float.
 
 The torch side is also where training-time validation gets its arithmetic: :func:`tta_probability`
 (normalised input -> probability averaged over members and flip views) and
@@ -22,7 +25,8 @@ import numpy as np
 from .errors import ClearfaceError
 from .modelfile import load_model_file, model_file_path, resolve_model_path
 
-ENGINES = ("auto", "torch", "onnx")
+ENGINES = ("auto", "torch", "onnx", "int8")
+INT8_SUFFIX = ".int8.onnx"  # the int8 export that FallbackEngine pairs with MODEL.pt lives at MODEL.int8.onnx
 DEFAULT_ENGINE = "auto"
 INFO_KEYS = ("threshold", "threshold_method", "threshold_source", "tta", "clearface_version", "preprocess")
 
@@ -179,6 +183,80 @@ class OnnxEngine:
     __call__ = score
 
 
+class FallbackEngine:
+    """int8 scores, except that images whose int8 score lies within ``margin`` logits of tau are
+    re-scored by the float model: int8 speed, float labels wherever int8 rounding could flip one.
+
+    The margin and tau come from the int8 file's ``fallback`` entry (:func:`clearface.quantize.export_int8`
+    measured them against this float model). Scores far from tau are the int8 ones, so they can
+    differ from float scores by the int8 rounding; ``rescored``/``scored`` count the float share.
+    """
+
+    def __init__(self, int8: OnnxEngine, float_engine: OnnxEngine, tau: float, margin: float):
+        self.int8, self.float, self.tau, self.margin = int8, float_engine, float(tau), float(margin)
+        self.info = dict(float_engine.info, engine="onnx-int8+float", int8=str(int8.path), fallback_margin=self.margin)
+        self.scored = self.rescored = 0
+
+    def score(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Class-1 probabilities (float32) of uint8 ``(N, 3, 64, 64)`` images, in order."""
+        from .quantize import near_threshold
+        scores = self.int8.score(images, batch_size)
+        band = near_threshold(scores, self.tau, self.margin)
+        if band.any():
+            scores[band] = self.float.score(np.ascontiguousarray(np.asarray(images)[band]), batch_size)
+        self.scored += len(scores)
+        self.rescored += int(band.sum())
+        return scores
+
+    __call__ = score
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has the int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX) that make
+    onnxruntime's int8 kernels pay; without them ``auto`` stays with float."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(line.split()))
+    except OSError:
+        pass
+    return False
+
+
+def int8_sibling(model_path: Path) -> Path:
+    """Where the int8 export of the model file ``model_path`` is looked for: ``MODEL.int8.onnx`` beside it."""
+    return model_path.with_name(model_path.stem + INT8_SUFFIX)
+
+
+def _fallback_for(model_path: Path, float_engine: OnnxEngine, spin_wait: bool, required: bool):
+    """A :class:`FallbackEngine` from the model file's int8 sibling, or None (``required``: one line instead)."""
+    from .outputs import file_sha256
+    q = int8_sibling(model_path)
+    make = (f"make one with: clearface export --int8 --model {model_path} --calib-data VALIDATION_IMAGES "
+            f"--out {q}")
+    if not q.is_file():
+        if required:
+            raise ClearfaceError(f"{model_path}: no int8 export beside it ({q.name}); {make}")
+        return None
+    try:
+        int8 = _onnx_for(q, spin_wait=spin_wait)
+    except ClearfaceError as exc:
+        if required:
+            raise
+        print(f"clearface: warning: {exc}; scoring in float", file=sys.stderr)
+        return None
+    fb = int8.meta.get("fallback") or {}
+    if fb.get("source_sha256") != file_sha256(model_path) or "margin_logit" not in fb:
+        if required:
+            why = "has no float fallback band" if "margin_logit" not in fb else "was made from another model file"
+            raise ClearfaceError(f"{q}: {why}; {make}")
+        print(f"clearface: warning: {q} was not made from {model_path.name} (or has no fallback band); "
+              "scoring in float", file=sys.stderr)
+        return None
+    return FallbackEngine(int8, float_engine, float(fb["threshold"]), float(fb["margin_logit"]))
+
+
 def onnx_cache_path(model_file, cache_dir=None) -> Path:
     """Where ``--engine auto`` keeps the ONNX export of ``model_file``: keyed by its sha256."""
     from . import __version__
@@ -200,12 +278,16 @@ def _onnx_for(path: Path, model_path: Path | None = None, spin_wait: bool = True
 
 
 def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict | None = None,
-                spin_wait: bool = True):
+                spin_wait: bool = True, auto_int8: bool = False):
     """A :class:`TorchEngine` or :class:`OnnxEngine` for a .pt model file / run folder, or an .onnx export.
 
     ``engine``: ``torch`` scores with PyTorch; ``onnx`` and ``auto`` with onnxruntime, through a
     cached export of the model file (``<cache>/onnx/<sha256>.onnx``) made on first use. ``auto``
     falls back to PyTorch (with a warning) when the export fails; ``onnx`` raises instead.
+    ``int8``: :class:`FallbackEngine` from ``MODEL.int8.onnx`` beside the model file (one line if
+    there is none, or it was made from another file). With ``auto_int8`` (callers that only label
+    at tau: predict, serve), ``auto`` picks it too where the CPU has VNNI; callers that use the
+    scores away from tau (evaluate's AUC, reports, pseudo-label cuts) keep float under ``auto``.
     An ``.onnx`` path always runs in onnxruntime. ``blob``: the already loaded model file, so
     callers that need it too (the report) read it once. ``spin_wait``: see
     :func:`clearface.export.onnx_session` (off where a thread decodes beside the scoring).
@@ -214,8 +296,8 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict 
         raise ClearfaceError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     path = resolve_model_path(model)
     if path.suffix == ".onnx":
-        if engine == "torch":
-            raise ClearfaceError(f"{path}: an ONNX export cannot run with --engine torch (give the .pt model file)")
+        if engine in ("torch", "int8"):
+            raise ClearfaceError(f"{path}: an ONNX export cannot run with --engine {engine} (give the .pt model file)")
         return _onnx_for(path, spin_wait=spin_wait)
     path = model_file_path(model)
     if engine == "torch":
@@ -229,23 +311,35 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict 
     sweep_stale_temp(cached.parent, hidden_only=True)  # half exports of killed runs
     if cached.exists():
         try:
-            return _onnx_for(cached, path, spin_wait)
+            float_engine = _onnx_for(cached, path, spin_wait)
         except ClearfaceError:
+            float_engine = None
             try:
                 cached.unlink()  # damaged cache entry: export again
             except OSError:
                 pass
+        if float_engine is not None:
+            return _with_int8(path, float_engine, engine, spin_wait, auto_int8)
     blob = blob or load_model_file(path)  # a bad model file is the user's error in every engine
     try:
         from .export import export_blob
         cached.parent.mkdir(parents=True, exist_ok=True)
         export_blob(blob, cached)
-        return _onnx_for(cached, path, spin_wait)
+        float_engine = _onnx_for(cached, path, spin_wait)
     except Exception as exc:  # noqa: BLE001 - any export/runtime problem
-        if engine == "onnx":
+        if engine in ("onnx", "int8"):
             if isinstance(exc, ClearfaceError):
                 raise
             raise ClearfaceError(f"{path}: ONNX export failed ({type(exc).__name__}: {exc})") from None
         print(f"clearface: warning: ONNX export of {path} failed ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
               "scoring with PyTorch", file=sys.stderr)
         return TorchEngine(blob)
+    return _with_int8(path, float_engine, engine, spin_wait, auto_int8)
+
+
+def _with_int8(model_path: Path, float_engine: OnnxEngine, engine: str, spin_wait: bool, auto_int8: bool):
+    """``float_engine``, or the int8 + float pair where ``engine`` asks for it (``int8``) or allows it
+    (``auto`` with ``auto_int8``, on a CPU with VNNI)."""
+    if engine == "int8" or (engine == "auto" and auto_int8 and cpu_has_vnni()):
+        return _fallback_for(model_path, float_engine, spin_wait, required=engine == "int8") or float_engine
+    return float_engine

@@ -9,25 +9,31 @@ import numpy as np
 from . import metrics
 from .calibration import labels_from_scores
 from .data import list_images, read_labels
-from .engines import DEFAULT_ENGINE, TorchEngine, load_engine
+from .engines import DEFAULT_ENGINE, FallbackEngine, TorchEngine, load_engine
 from .errors import ClearfaceError
 from .modelfile import load_model_file, model_file_path
 from .outputs import atomic_path, write_text_atomic
 from .preprocess import step_arg
 
 
-def _score(model, data, threshold, preprocess, cache_dir, batch_size, use_cache, engine, blob=None, loaded=None):
+def _score(model, data, threshold, preprocess, cache_dir, batch_size, use_cache, engine, blob=None, loaded=None,
+           auto_int8=False):
     """``(prepared, scores, tau, engine info)``: one score per file; tau is ``threshold`` or the
     model's stored one; ``preprocess`` (a step name) overrides the model file's step; ``blob``: the
-    model file when the caller has already read it; ``loaded``: a TorchEngine already built from it."""
+    model file when the caller has already read it; ``loaded``: a TorchEngine already built from it;
+    ``auto_int8``: see :func:`clearface.engines.load_engine` (predict: yes, evaluate: no)."""
     from .preprocess import prepare_and_score, resolve, step_source
     # spin_wait off: files decode in a thread beside the scoring (clearface.data.stream)
     eng = (loaded if loaded is not None and engine == "torch"
-           else load_engine(model, engine, cache_dir, blob=blob, spin_wait=False))
+           else load_engine(model, engine, cache_dir, blob=blob, spin_wait=False, auto_int8=auto_int8))
     step, framing = resolve(step_source(eng), preprocess)
-    prepared, scores = prepare_and_score(data, step, eng.score, batch_size, framing, cache_dir, use_cache)
     tau = eng.info["threshold"] if threshold is None else float(threshold)
+    if isinstance(eng, FallbackEngine):  # re-score in float around the tau that labels, stored or given
+        eng.tau = tau
+    prepared, scores = prepare_and_score(data, step, eng.score, batch_size, framing, cache_dir, use_cache)
     info = dict(eng.info, step=step)
+    if isinstance(eng, FallbackEngine):
+        info.update(rescored_in_float=eng.rescored)
     return prepared, scores, tau, info
 
 
@@ -63,7 +69,7 @@ def predict(model, data, out, scores_path=None, threshold=None, resize=False, ca
         raise ClearfaceError(f"--faces lists the faces found in photos: it needs --preprocess detect, not {step}")
     embed = embedder(model) if embeddings_path else None  # a model without embeddings: one line, nothing scored
     prepared, scores, tau, info = _score(model, data, threshold, step, cache_dir, batch_size, use_cache, engine,
-                                         None if embed is None else embed.blob, loaded=embed)
+                                         None if embed is None else embed.blob, loaded=embed, auto_int8=True)
     if faces_path and info["step"] != "detect":
         raise ClearfaceError(f"--faces lists the faces found in photos: the model's step is {info['step']}; "
                              "pass --preprocess detect")
@@ -81,6 +87,8 @@ def predict(model, data, out, scores_path=None, threshold=None, resize=False, ca
     result = {"n": len(labels), "n_pos": int(labels.sum()), "threshold": tau, "seconds": elapsed,
               "images_per_s": len(labels) / max(elapsed, 1e-9), "scores": scores, "names": prepared.names,
               "engine": info.get("engine"), "preprocess": info["step"]}
+    if "rescored_in_float" in info:
+        result["rescored_in_float"] = info["rescored_in_float"]
     if prepared.faces is not None:
         result.update(n_faces=prepared.n_faces, n_no_face=int((~prepared.has_face).sum()))
     return result

@@ -156,14 +156,47 @@ def _save_with_meta(proto, meta: dict, out: Path) -> None:
 def set_threshold(path, tau: float, source: str) -> dict:
     """Store a re-chosen tau (and where it was chosen) in an int8 export; the float tau is kept
     as ``float_threshold``."""
-    import onnx
+    from .export import read_metadata
+    return set_metadata(path, _with_threshold(read_metadata(path), tau, source))
 
-    from .export import decode_meta
+
+def set_metadata(path, meta: dict) -> dict:
+    """Replace the clearface metadata of the int8 export ``path`` by ``meta`` (atomically)."""
+    import onnx
     p = Path(path)
-    proto = onnx.load(str(p))
-    meta = _with_threshold(decode_meta(_read_meta(proto), p), tau, source)
-    _save_with_meta(proto, meta, p)
+    _save_with_meta(onnx.load(str(p)), meta, p)
     return meta
+
+
+def logit(scores) -> np.ndarray:
+    """log(s / (1 - s)) in float64, scores clipped to [1e-7, 1 - 1e-7] so 0 and 1 stay finite."""
+    s = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(s / (1 - s))
+
+
+def near_threshold(scores, tau: float, margin: float) -> np.ndarray:
+    """Boolean mask: scores within ``margin`` (in logits) of ``tau``, where int8 rounding can flip a label."""
+    return np.abs(logit(scores) - logit(tau)) < margin
+
+
+def choose_fallback_margin(float_scores, int8_scores, tau: float, agreement: float = 0.999) -> float:
+    """The narrowest band around ``tau`` (in logits) inside which re-scoring with the float model
+    makes at least ``agreement`` of these images' labels equal the float labels.
+
+    An image keeps a wrong int8 label only when its int8 score lies outside the band, so with
+    ``k`` flips allowed the margin is just above the (k+1)-th farthest flip (0: no band needed).
+    """
+    f, q = np.asarray(float_scores), np.asarray(int8_scores)
+    if f.shape != q.shape or not f.size:
+        raise ClearfaceError(f"fallback margin: need as many float as int8 scores (>= 1), got {f.size} and {q.size}")
+    if not 0 <= agreement <= 1:
+        raise ClearfaceError(f"fallback agreement must be in [0, 1], got {agreement}")
+    flips = (f >= tau) != (q >= tau)
+    allowed = int(np.floor((1 - agreement) * f.size + 1e-9))
+    if flips.sum() <= allowed:
+        return 0.0
+    distance = np.sort(np.abs(logit(q[flips]) - logit(tau)))[::-1]
+    return float(np.nextafter(distance[allowed], np.inf))
 
 
 GATES = {"agreement": 0.995, "hter_shift": 0.002, "speedup": 1.7}
@@ -197,27 +230,40 @@ def int8_gates(val_labels, float_val, int8_val, test_labels, float_test, int8_te
 
 
 def export_int8(model, out, calib_data, calib_labels=None, calib_images: int = DEFAULT_CALIBRATION_IMAGES,
-                cache_dir=None, **settings) -> dict:
+                cache_dir=None, calib_part: str | None = None, fallback_agreement: float | None = 0.999,
+                **settings) -> dict:
     """``clearface export --int8``: the int8 ONNX of a model file, calibrated on ``calib_data``.
 
     ``calib_data``: a zip/folder of images like the ones to be scored, e.g. the model's validation
     images (never its held-out ones); ``calib_images`` of them (a seeded sample) calibrate the
-    activation ranges. With ``calib_labels`` (one 0/1 per image), tau is re-chosen on those images
-    for the int8 scores by the model's threshold rule; otherwise the float model's tau is kept.
+    activation ranges. ``calib_part="val"``: ``calib_data``/``calib_labels`` are the model's own
+    training data, and only its validation part (rebuilt from the split stored in the model file)
+    is used, so the held-out part stays unseen. With ``calib_labels`` (one 0/1 per image), tau is
+    re-chosen on those images for the int8 scores by the model's threshold rule; otherwise the
+    float model's tau is kept.
+
+    ``fallback_agreement`` (model files only): the band around the float tau inside which the
+    float model re-scores the int8 scores (:class:`clearface.engines.FallbackEngine`) is chosen on
+    all the calibration-data images as the narrowest that makes this share of their labels equal
+    the float labels (:func:`choose_fallback_margin`); stored as ``fallback`` with the model file's
+    sha256, so the int8 file is only ever paired with the float weights it was measured against.
+    None: no band (pure int8 only).
     """
     from .calibration import fit_threshold
     from .data import load_images, read_labels
     from .engines import OnnxEngine, load_engine
-    from .modelfile import load_model_file
-
     from .export import read_metadata
-    from .modelfile import resolve_model_path
+    from .modelfile import load_model_file, resolve_model_path
+    from .outputs import file_sha256
 
     labels = read_labels(calib_labels) if calib_labels is not None else None
     path = resolve_model_path(model)
+    blob = None
     if path.suffix == ".onnx":  # a float export: quantise it as it is
         float_onnx, meta = path, read_metadata(path)
         rule = meta.get("threshold_method")
+        if calib_part is not None:
+            raise ClearfaceError(f"--calib-part needs the model file (.pt), whose stored split it rebuilds; {path} is an ONNX export")
     else:
         blob = load_model_file(model)
         rule = blob.get("threshold_method")
@@ -225,13 +271,50 @@ def export_int8(model, out, calib_data, calib_labels=None, calib_images: int = D
         float_onnx, meta = Path(engine.info["onnx"]), engine.meta
     if meta.get("quantization"):
         raise ClearfaceError(f"{float_onnx}: already an int8 export")
-    imgs = load_images(calib_data, cache_dir=cache_dir).images
+    loaded = load_images(calib_data, cache_dir=cache_dir)
+    imgs, source = loaded.images, Path(calib_data).name
     if labels is not None and len(labels) != len(imgs):
         raise ClearfaceError(f"{calib_labels}: {len(labels)} labels but {len(imgs)} images in {calib_data}")
+    if calib_part is not None:
+        imgs, labels, source = _model_part(blob, loaded, labels, calib_part, calib_data, calib_labels)
     calib = np.ascontiguousarray(imgs[calibration_sample(len(imgs), calib_images)])
     meta = quantize_onnx(float_onnx, out, calib, **settings)
+    need_int8 = labels is not None or (fallback_agreement is not None and blob is not None)
+    int8_scores = OnnxEngine(out).score(imgs) if need_int8 else None
     if labels is not None:
         rule = rule or "min_hter"
-        tau = fit_threshold(OnnxEngine(out).score(imgs), labels, rule)
-        meta = set_threshold(out, tau, f"{rule} on {Path(calib_data).name} ({len(labels)} labelled images), int8 scores")
+        tau = fit_threshold(int8_scores, labels, rule)
+        meta = set_threshold(out, tau, f"{rule} on {source} ({len(labels)} labelled images), int8 scores")
+    if fallback_agreement is not None and blob is not None:
+        float_tau = float(blob["threshold"])
+        float_scores = OnnxEngine(float_onnx).score(imgs)
+        margin = choose_fallback_margin(float_scores, int8_scores, float_tau, fallback_agreement)
+        band = near_threshold(int8_scores, float_tau, margin)
+        fallback = {"margin_logit": margin, "threshold": float_tau, "agreement_target": float(fallback_agreement),
+                    "chosen_on": f"{source} ({len(imgs)} images)", "band_share": float(band.mean()),
+                    "agreement_without": float(np.mean((float_scores >= float_tau) == (int8_scores >= float_tau))),
+                    "source_sha256": file_sha256(blob["path"])}
+        meta = set_metadata(out, dict(meta, fallback=fallback))
     return {**meta, "path": str(Path(out).expanduser())}
+
+
+CALIB_PARTS = ("val",)
+
+
+def _model_part(blob, loaded, labels, part: str, calib_data, calib_labels):
+    """The images (and labels) of the model's ``part`` of ``calib_data``, rebuilt from its stored split."""
+    from .data.split import split_from_config
+    if part not in CALIB_PARTS:
+        raise ClearfaceError(f"--calib-part {part!r}: choose from {', '.join(CALIB_PARTS)}")
+    if labels is None:
+        raise ClearfaceError("--calib-part needs --calib-labels: the split is rebuilt from the images and their labels")
+    cfg = (blob or {}).get("config") or {}
+    if not all(k in cfg for k in ("val_fraction", "holdout", "holdout_seed", "seed")):
+        raise ClearfaceError(f"{blob['path']}: model file stores no training split (was it made by clearface train?)")
+    if int(cfg.get("folds") or 1) > 1:
+        raise ClearfaceError(f"{blob['path']}: a k-fold model has no single validation part; give --calib-data without --calib-part")
+    parts = split_from_config(cfg, loaded.hashes, labels)
+    idx = np.flatnonzero(parts == part)
+    if not idx.size:
+        raise ClearfaceError(f"{calib_data}: no image falls in the model's {part} part (is it the model's training data?)")
+    return loaded.images[idx], labels[idx], f"the {part} part of {Path(calib_data).name}"

@@ -73,6 +73,18 @@ def cmd_predict(args, extra) -> int:
 
 def cmd_export(args, extra) -> int:
     int8 = getattr(args, "int8", False)
+    int8_only = {"calib_data": None, "calib_labels": None, "calib_part": None, "calib_images": 1000,
+                 "calib_method": "minmax", "calib_percentile": 99.999, "full_range": False,
+                 "fallback_agreement": 0.999}
+    if not int8:  # an int8 setting without --int8 would be silently ignored: say so instead
+        given = [k for k in int8_only if getattr(args, k, None) not in (None, False)]
+        if given:
+            raise ClearfaceError(f"--{given[0].replace('_', '-')} only applies with --int8")
+    for k, default in int8_only.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, default)
+    if args.calib_percentile != 99.999 and args.calib_method != "percentile":
+        raise ClearfaceError("--calib-percentile only applies with --calib-method percentile")
     if int8 and not args.calib_data:
         raise ClearfaceError("--int8 needs --calib-data: images to calibrate on (e.g. the validation images)")
     inputs = _inputs(args, "model", "calib_data", "calib_labels")
@@ -86,11 +98,16 @@ def cmd_export(args, extra) -> int:
     if int8:
         from ..quantize import export_int8
         meta = export_int8(args.model, out, args.calib_data, args.calib_labels, args.calib_images,
-                           cache_dir=getattr(args, "cache_dir", None), calibration=args.calib_method,
+                           cache_dir=getattr(args, "cache_dir", None), calib_part=args.calib_part,
+                           fallback_agreement=args.fallback_agreement, calibration=args.calib_method,
                            percentile=args.calib_percentile, reduce_range=not args.full_range)
-        q = meta["quantization"]
+        q, fb = meta["quantization"], meta.get("fallback")
         what = (f"int8 {q['format'].upper()}, calibrated on {q['calibration_images']} images; tau "
                 f"{meta['threshold']:.6f} from {meta['threshold_source']}")
+        if fb:
+            what += (f"; float re-scoring within {fb['margin_logit']:.3f} logits of tau {fb['threshold']:.6f} "
+                     f"({100 * fb['band_share']:.1f} % of {fb['chosen_on']}; labels agree "
+                     f"{100 * fb['agreement_without']:.2f} % without it)")
     else:
         from ..export import export_onnx
         meta = export_onnx(args.model, out, opset=args.opset)

@@ -47,7 +47,7 @@ class Service:
         if preprocess is not None and preprocess not in STEPS:
             raise ClearfaceError(f"--preprocess {preprocess!r}: choose from {', '.join(STEPS)}")
         from ..engines import load_engine
-        engine_obj = load_engine(model_path, engine=engine, cache_dir=cache_dir)
+        engine_obj = load_engine(model_path, engine=engine, cache_dir=cache_dir, auto_int8=True)
         self._engine = engine_obj
         self.score_fn, self.info = engine_obj.score, engine_obj.info
         self.threshold = float(self.info["threshold"])
