@@ -193,7 +193,7 @@ class FallbackEngine:
     """
 
     def __init__(self, int8: OnnxEngine, float_engine: OnnxEngine, tau: float, margin: float):
-        self.int8, self.float, self.tau, self.margin = int8, float_engine, float(tau), float(margin)
+        self.int8, self.float_engine, self.tau, self.margin = int8, float_engine, float(tau), float(margin)
         self.info = dict(float_engine.info, engine="onnx-int8+float", int8=str(int8.path), fallback_margin=self.margin)
         self.scored = self.rescored = 0
 
@@ -203,7 +203,7 @@ class FallbackEngine:
         scores = self.int8.score(images, batch_size)
         band = near_threshold(scores, self.tau, self.margin)
         if band.any():
-            scores[band] = self.float.score(np.ascontiguousarray(np.asarray(images)[band]), batch_size)
+            scores[band] = self.float_engine.score(np.ascontiguousarray(np.asarray(images)[band]), batch_size)
         self.scored += len(scores)
         self.rescored += int(band.sum())
         return scores

@@ -24,6 +24,8 @@ FORMATS = ("qdq", "qoperator")
 ACTIVATIONS = ("u8", "s8")
 CALIBRATIONS = ("minmax", "percentile", "entropy")
 DEFAULT_CALIBRATION_IMAGES = 1000
+DEFAULT_PERCENTILE = 99.999  # onnxruntime's own default for percentile calibration
+DEFAULT_FALLBACK_AGREEMENT = 0.999
 
 
 def calibration_sample(n_images: int, count: int = DEFAULT_CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
@@ -65,7 +67,7 @@ def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activat
                   per_channel: bool = True, calibration: str = "minmax", preprocess: bool = True,
                   threshold: float | None = None, threshold_source: str | None = None,
                   batch_size: int = 64, reduce_range: bool = True, exclude_ops: tuple = (),
-                  percentile: float = 99.999, calibration_cache=None) -> dict:
+                  percentile: float = DEFAULT_PERCENTILE, calibration_cache=None) -> dict:
     """Write the int8 version of the clearface ONNX export ``float_onnx`` to ``out``.
 
     ``images``: uint8 ``(N, 3, 64, 64)`` calibration images. ``threshold``: tau re-chosen for the
@@ -179,7 +181,7 @@ def near_threshold(scores, tau: float, margin: float) -> np.ndarray:
     return np.abs(logit(scores) - logit(tau)) < margin
 
 
-def choose_fallback_margin(float_scores, int8_scores, tau: float, agreement: float = 0.999) -> float:
+def choose_fallback_margin(float_scores, int8_scores, tau: float, agreement: float = DEFAULT_FALLBACK_AGREEMENT) -> float:
     """The narrowest band around ``tau`` (in logits) inside which re-scoring with the float model
     makes at least ``agreement`` of these images' labels equal the float labels.
 
@@ -230,7 +232,8 @@ def int8_gates(val_labels, float_val, int8_val, test_labels, float_test, int8_te
 
 
 def export_int8(model, out, calib_data, calib_labels=None, calib_images: int = DEFAULT_CALIBRATION_IMAGES,
-                cache_dir=None, calib_part: str | None = None, fallback_agreement: float | None = 0.999,
+                cache_dir=None, calib_part: str | None = None,
+                fallback_agreement: float | None = DEFAULT_FALLBACK_AGREEMENT,
                 **settings) -> dict:
     """``clearface export --int8``: the int8 ONNX of a model file, calibrated on ``calib_data``.
 

@@ -61,14 +61,14 @@ def test_fallback_engine_takes_float_scores_inside_the_band_only():
     images[:, 0, 0, 0] = np.arange(5)
     eng = FallbackEngine(_Stub(q, "int8"), _Stub(f, "float"), tau=0.5, margin=0.3)
     got = eng.score(images)
-    assert eng.float.asked == [[1, 2]]  # only the two within 0.3 logits of tau went to float
+    assert eng.float_engine.asked == [[1, 2]]  # only the two within 0.3 logits of tau went to float
     assert np.array_equal(got, np.array([0.12, 0.45, 0.52, 0.70, 0.88], np.float32))
     assert np.array_equal(got >= 0.5, f >= 0.5)
     assert (eng.scored, eng.rescored) == (5, 2)
     assert eng.info["engine"] == "onnx-int8+float" and eng.info["threshold"] == 0.5
     eng.tau = 0.65  # a tau given at predict time moves the band with it
     eng.score(images)
-    assert eng.float.asked[-1] == [3]
+    assert eng.float_engine.asked[-1] == [3]
 
 
 @pytest.fixture()

@@ -72,10 +72,12 @@ def cmd_predict(args, extra) -> int:
 
 
 def cmd_export(args, extra) -> int:
+    from ..quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_FALLBACK_AGREEMENT, DEFAULT_PERCENTILE
     int8 = getattr(args, "int8", False)
-    int8_only = {"calib_data": None, "calib_labels": None, "calib_part": None, "calib_images": 1000,
-                 "calib_method": "minmax", "calib_percentile": 99.999, "full_range": False,
-                 "fallback_agreement": 0.999}
+    int8_only = {"calib_data": None, "calib_labels": None, "calib_part": None,
+                 "calib_images": DEFAULT_CALIBRATION_IMAGES, "calib_method": "minmax",
+                 "calib_percentile": DEFAULT_PERCENTILE, "full_range": False,
+                 "fallback_agreement": DEFAULT_FALLBACK_AGREEMENT}
     if not int8:  # an int8 setting without --int8 would be silently ignored: say so instead
         given = [k for k in int8_only if getattr(args, k, None) not in (None, False)]
         if given:
@@ -83,10 +85,12 @@ def cmd_export(args, extra) -> int:
     for k, default in int8_only.items():
         if getattr(args, k, None) is None:
             setattr(args, k, default)
-    if args.calib_percentile != 99.999 and args.calib_method != "percentile":
+    if args.calib_percentile != DEFAULT_PERCENTILE and args.calib_method != "percentile":
         raise ClearfaceError("--calib-percentile only applies with --calib-method percentile")
     if int8 and not args.calib_data:
         raise ClearfaceError("--int8 needs --calib-data: images to calibrate on (e.g. the validation images)")
+    if args.calib_part and not args.calib_labels:  # before any image is read
+        raise ClearfaceError("--calib-part needs --calib-labels: the split is rebuilt from the images and their labels")
     inputs = _inputs(args, "model", "calib_data", "calib_labels")
     out = check_output(args.out, inputs, "--out", [args.calib_data] if int8 and os.path.isdir(args.calib_data) else [])
     if out.suffix.lower() != ".onnx":
