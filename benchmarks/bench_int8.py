@@ -85,6 +85,11 @@ def measure(model: str, train: dict, unlabelled: np.ndarray, args, workdir: Path
     t0 = time.perf_counter()
     if args.int8_file:  # measure a file made elsewhere (e.g. the packaged one) instead of quantising here
         int8_path = Path(args.int8_file)
+        if int8_path.suffix == ".json":  # a recipe: the file it rebuilds, byte-identical or refused
+            from clearface.quantize import build_from_recipe
+            built = workdir / f"{Path(str(model)).stem}.recipe.int8.onnx"
+            build_from_recipe(float_path, int8_path, built)
+            int8_path = built
         q = OnnxEngine(int8_path, threads=threads)
         qm = q.meta["quantization"]
         settings = dict(fmt=qm["format"], activations=qm["activations"], calibration=qm["calibration"],
@@ -198,8 +203,9 @@ def main(argv=None) -> int:
                     "each tensor's absolute values its range covers (needs ~12 GB for 1,000 images of a 96 px model: "
                     "onnxruntime keeps every activation until the end)")
     ap.add_argument("--full-range", action="store_true", help="8-bit weights (default: 7-bit reduce_range)")
-    ap.add_argument("--int8-file", default=None, metavar="PATH", help="measure this int8 export of the (one) model "
-                    "instead of quantising here, with its own float re-scoring band if it has one")
+    ap.add_argument("--int8-file", default=None, metavar="PATH", help="measure this int8 export (.onnx, or a .json "
+                    "recipe, rebuilt here) of the (one) model instead of quantising here, with its own float "
+                    "re-scoring band if it has one")
     ap.add_argument("--fallback-agreement", type=float, default=None, metavar="A", help="also measure int8 with "
                     "float re-scoring near tau, the band chosen on the validation part for agreement A (e.g. 0.999)")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads for both engines (default: all cores)")

@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "export", model="model file (.pt) or run folder; default: the packaged model",
                  help="export a model file to ONNX (tau, preprocessing, classes in its metadata)")
-    p.add_argument("--out", required=True, help="ONNX file to write (.onnx)")
+    p.add_argument("--out", required=True, help="ONNX file to write (.onnx); with --int8 a .json writes the int8 "
+                   "recipe instead (settings, activation ranges and metadata, no weights: a few kB), which "
+                   "--engine int8 rebuilds from the float model on first use when named MODEL.int8.json beside MODEL.pt")
     p.add_argument("--opset", type=ranged(True, 17, 99, what="17..99"), default=17,
                    help="ONNX opset (17 up to what the installed onnx supports)")
     p.add_argument("--int8", action="store_true", help="write the int8 model (static quantisation, QDQ, "

@@ -27,6 +27,7 @@ from .modelfile import load_model_file, model_file_path, resolve_model_path
 
 ENGINES = ("auto", "torch", "onnx", "int8")
 INT8_SUFFIX = ".int8.onnx"  # the int8 export that FallbackEngine pairs with MODEL.pt lives at MODEL.int8.onnx
+RECIPE_SUFFIX = ".int8.json"  # or its recipe (ranges, no weights), rebuilt into the cache on first use
 DEFAULT_ENGINE = "auto"
 INFO_KEYS = ("threshold", "threshold_method", "threshold_source", "tta", "clearface_version", "preprocess")
 
@@ -224,22 +225,37 @@ def cpu_has_vnni() -> bool:
     return False
 
 
-def int8_sibling(model_path: Path) -> Path:
-    """Where the int8 export of the model file ``model_path`` is looked for: ``MODEL.int8.onnx`` beside it."""
-    return model_path.with_name(model_path.stem + INT8_SUFFIX)
+def int8_sibling(model_path: Path, suffix: str = INT8_SUFFIX) -> Path:
+    """Where the int8 export of the model file ``model_path`` is looked for: ``MODEL.int8.onnx`` beside it
+    (``suffix=RECIPE_SUFFIX``: its recipe, ``MODEL.int8.json``)."""
+    return model_path.with_name(model_path.stem + suffix)
+
+
+def _int8_from_recipe(float_engine: OnnxEngine, recipe: Path) -> Path:
+    """The int8 file of ``recipe`` rebuilt from the (cached) float export, kept beside it."""
+    from .outputs import file_sha256
+    from .quantize import build_from_recipe
+    built = float_engine.path.with_name(f"{float_engine.path.stem}-int8-{file_sha256(recipe)[:16]}.onnx")
+    if not built.is_file():
+        print(f"clearface: building the int8 model from {recipe.name} (once; kept in {built.parent})", file=sys.stderr)
+        build_from_recipe(float_engine.path, recipe, built)
+    return built
 
 
 def _fallback_for(model_path: Path, float_engine: OnnxEngine, spin_wait: bool, required: bool):
-    """A :class:`FallbackEngine` from the model file's int8 sibling, or None (``required``: one line instead)."""
+    """A :class:`FallbackEngine` from the model file's int8 sibling (or recipe), or None (``required``:
+    one line instead)."""
     from .outputs import file_sha256
-    q = int8_sibling(model_path)
+    q, recipe = int8_sibling(model_path), int8_sibling(model_path, RECIPE_SUFFIX)
     make = (f"make one with: clearface export --int8 --model {model_path} --calib-data VALIDATION_IMAGES "
             f"--out {q}")
-    if not q.is_file():
+    if not q.is_file() and not recipe.is_file():
         if required:
-            raise ClearfaceError(f"{model_path}: no int8 export beside it ({q.name}); {make}")
+            raise ClearfaceError(f"{model_path}: no int8 export beside it ({q.name} or {recipe.name}); {make}")
         return None
     try:
+        if not q.is_file():
+            q = _int8_from_recipe(float_engine, recipe)
         int8 = _onnx_for(q, spin_wait=spin_wait)
     except ClearfaceError as exc:
         if required:

@@ -13,6 +13,7 @@ int8 kernels on x86; S8S8 and the QOperator format are kept as options for measu
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -86,10 +87,14 @@ def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activat
     if fmt not in FORMATS or activations not in ACTIVATIONS or calibration not in CALIBRATIONS:
         raise ClearfaceError(f"int8: unknown setting (format {fmt!r} of {FORMATS}, activations {activations!r} "
                              f"of {ACTIVATIONS}, calibration {calibration!r} of {CALIBRATIONS})")
-    images = np.asarray(images) if not isinstance(images, np.ndarray) else images
-    if images.ndim != 4 or images.shape[1:] != (3, 64, 64) or images.dtype != np.uint8 or not len(images):
-        raise ClearfaceError(f"int8: calibration images must be uint8 (N, 3, 64, 64), N >= 1; got "
-                             f"{images.dtype} {tuple(images.shape)}")
+    if images is None:  # ranges measured before (a recipe): no calibration run
+        if calibration_cache is None or not Path(calibration_cache).is_file():
+            raise ClearfaceError("int8: calibration images are needed unless calibration_cache holds the ranges")
+    else:
+        images = np.asarray(images) if not isinstance(images, np.ndarray) else images
+        if images.ndim != 4 or images.shape[1:] != (3, 64, 64) or images.dtype != np.uint8 or not len(images):
+            raise ClearfaceError(f"int8: calibration images must be uint8 (N, 3, 64, 64), N >= 1; got "
+                                 f"{images.dtype} {tuple(images.shape)}")
     float_onnx, out = Path(float_onnx), onnx_output(out)
     src = onnx.load(str(float_onnx))
     meta = decode_meta(_read_meta(src), float_onnx)
@@ -98,13 +103,14 @@ def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activat
               "entropy": CalibrationMethod.Entropy}[calibration]
     act_type = QuantType.QUInt8 if activations == "u8" else QuantType.QInt8
     settings = {"format": fmt, "activations": activations, "weights": "s8", "per_channel": bool(per_channel),
-                "calibration": calibration, "calibration_images": int(len(images)), "pre_process": bool(preprocess),
+                "calibration": calibration, "calibration_images": None if images is None else int(len(images)),
+                "pre_process": bool(preprocess),
                 "reduce_range": bool(reduce_range), "float_ops": list(exclude_ops)}
     if calibration == "percentile":
         if not 0 < percentile <= 100:
             raise ClearfaceError(f"int8: percentile must be in (0, 100], got {percentile}")
         settings["percentile"] = float(percentile)
-    if calibration != "minmax" and len(images) > batch_size:
+    if calibration != "minmax" and images is not None and len(images) > batch_size:
         # the histogram calibrators stack per-batch outputs: every batch must have the same size
         images = images[:len(images) // batch_size * batch_size]
     with tempfile.TemporaryDirectory(prefix="clearface_int8_", dir=out.parent) as tmp:
@@ -123,7 +129,7 @@ def quantize_onnx(float_onnx, out, images: np.ndarray, fmt: str = "qdq", activat
         # any other count calibrates on the last few batches only). MinMax keeps just a min and max
         # per tensor and channel per batch, so memory stays small without it.
         extra = {"ActivationSymmetric": activations == "s8", "CalibPercentile": float(percentile)}
-        quantize_static(str(model_in), str(quantized), _reader(images, batch_size),
+        quantize_static(str(model_in), str(quantized), None if images is None else _reader(images, batch_size),
                         quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                         per_channel=per_channel, reduce_range=reduce_range, nodes_to_exclude=exclude,
                         activation_type=act_type, weight_type=QuantType.QInt8,
@@ -281,24 +287,87 @@ def export_int8(model, out, calib_data, calib_labels=None, calib_images: int = D
     if calib_part is not None:
         imgs, labels, source = _model_part(blob, loaded, labels, calib_part, calib_data, calib_labels)
     calib = np.ascontiguousarray(imgs[calibration_sample(len(imgs), calib_images)])
-    meta = quantize_onnx(float_onnx, out, calib, **settings)
-    need_int8 = labels is not None or (fallback_agreement is not None and blob is not None)
-    int8_scores = OnnxEngine(out).score(imgs) if need_int8 else None
-    if labels is not None:
-        rule = rule or "min_hter"
-        tau = fit_threshold(int8_scores, labels, rule)
-        meta = set_threshold(out, tau, f"{rule} on {source} ({len(labels)} labelled images), int8 scores")
-    if fallback_agreement is not None and blob is not None:
-        float_tau = float(blob["threshold"])
-        float_scores = OnnxEngine(float_onnx).score(imgs)
-        margin = choose_fallback_margin(float_scores, int8_scores, float_tau, fallback_agreement)
-        band = near_threshold(int8_scores, float_tau, margin)
-        fallback = {"margin_logit": margin, "threshold": float_tau, "agreement_target": float(fallback_agreement),
-                    "chosen_on": f"{source} ({len(imgs)} images)", "band_share": float(band.mean()),
-                    "agreement_without": float(np.mean((float_scores >= float_tau) == (int8_scores >= float_tau))),
-                    "source_sha256": file_sha256(blob["path"])}
-        meta = set_metadata(out, dict(meta, fallback=fallback))
-    return {**meta, "path": str(Path(out).expanduser())}
+    out = Path(out).expanduser()
+    with tempfile.TemporaryDirectory(prefix="clearface_int8_", dir=out.parent) as tmp:
+        as_recipe = out.suffix.lower() == ".json"
+        onnx_out = Path(tmp) / "int8.onnx" if as_recipe else out
+        ranges = Path(tmp) / "ranges.json" if as_recipe else None  # written by onnxruntime's calibrator
+        meta = quantize_onnx(float_onnx, onnx_out, calib, calibration_cache=ranges, **settings)
+        need_int8 = labels is not None or (fallback_agreement is not None and blob is not None)
+        int8_scores = OnnxEngine(onnx_out).score(imgs) if need_int8 else None
+        if labels is not None:
+            rule = rule or "min_hter"
+            tau = fit_threshold(int8_scores, labels, rule)
+            meta = set_threshold(onnx_out, tau, f"{rule} on {source} ({len(labels)} labelled images), int8 scores")
+        if fallback_agreement is not None and blob is not None:
+            float_tau = float(blob["threshold"])
+            float_scores = OnnxEngine(float_onnx).score(imgs)
+            margin = choose_fallback_margin(float_scores, int8_scores, float_tau, fallback_agreement)
+            band = near_threshold(int8_scores, float_tau, margin)
+            fallback = {"margin_logit": margin, "threshold": float_tau, "agreement_target": float(fallback_agreement),
+                        "chosen_on": f"{source} ({len(imgs)} images)", "band_share": float(band.mean()),
+                        "agreement_without": float(np.mean((float_scores >= float_tau) == (int8_scores >= float_tau))),
+                        "source_sha256": file_sha256(blob["path"])}
+            meta = set_metadata(onnx_out, dict(meta, fallback=fallback))
+        if as_recipe:
+            write_recipe(onnx_out, ranges, settings, out)
+    return {**meta, "path": str(out)}
+
+
+# An int8 recipe (``export --int8 --out MODEL.int8.json``) is the int8 file without its weights: the
+# quantisation settings, the activation ranges the calibration measured, the clearface metadata and
+# the sha256 of the int8 file they made. A few kB instead of MBs, so a big model (the ensemble) can
+# ship its int8 version; the engine rebuilds the file from the float export on first use and uses
+# it only when the rebuild is byte-identical to the file that was measured.
+RECIPE_FORMAT = "clearface-int8-recipe/1"
+
+
+def write_recipe(int8_onnx: Path, ranges: Path, settings: dict, out: Path) -> None:
+    import onnxruntime
+
+    from .export import read_metadata
+    from .outputs import file_sha256, write_text_atomic
+    recipe = {"format": RECIPE_FORMAT, "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
+              "ranges": json.loads(Path(ranges).read_text()), "meta": read_metadata(int8_onnx),
+              "int8_sha256": file_sha256(int8_onnx), "onnxruntime": onnxruntime.__version__}
+    try:
+        write_text_atomic(out, json.dumps(recipe))
+    except OSError as exc:
+        raise ClearfaceError(f"{out}: cannot write int8 recipe ({exc})") from None
+
+
+def read_recipe(path) -> dict:
+    """An int8 recipe, checked for its keys (one line naming the file otherwise)."""
+    p = Path(path)
+    try:
+        recipe = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClearfaceError(f"{p}: not a readable int8 recipe ({type(exc).__name__})") from None
+    keys = ("settings", "ranges", "meta", "int8_sha256")
+    if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT or not all(k in recipe for k in keys):
+        raise ClearfaceError(f"{p}: not a clearface int8 recipe (format {RECIPE_FORMAT})")
+    return recipe
+
+
+def build_from_recipe(float_onnx, recipe_path, out) -> dict:
+    """Rebuild the int8 file of ``recipe_path`` from ``float_onnx`` into ``out``; refused (nothing
+    written) unless it is byte-identical to the file the recipe's figures were measured on."""
+    import onnxruntime
+
+    from .outputs import file_sha256
+    recipe, out = read_recipe(recipe_path), Path(out)
+    settings = dict(recipe["settings"])
+    settings["exclude_ops"] = tuple(settings.get("exclude_ops") or ())
+    with tempfile.TemporaryDirectory(prefix="clearface_int8_", dir=out.parent) as tmp:
+        ranges, built = Path(tmp) / "ranges.json", Path(tmp) / "int8.onnx"
+        ranges.write_text(json.dumps(recipe["ranges"]))
+        quantize_onnx(float_onnx, built, None, calibration_cache=ranges, **settings)
+        set_metadata(built, recipe["meta"])
+        if file_sha256(built) != recipe["int8_sha256"]:
+            raise ClearfaceError(f"{recipe_path}: the int8 model rebuilt here differs from the one measured "
+                                 f"(onnxruntime {onnxruntime.__version__} here, {recipe.get('onnxruntime')} there)")
+        built.replace(out)
+    return recipe["meta"]
 
 
 CALIB_PARTS = ("val",)

@@ -215,3 +215,67 @@ def test_packaged_default_ships_the_int8_export_made_from_it(real_small):
     assert q.info["engine"] == "onnx-int8+float" and q.info["threshold"] == fl.info["threshold"]
     tau = fl.info["threshold"]
     assert ((q.score(images) >= tau) == (fl.score(images) >= tau)).mean() >= 0.99
+
+
+def test_int8_recipe_rebuilds_the_measured_file_and_serves_like_it(paired, real_small, tmp_path, capsys):
+    """``--out MODEL.int8.json``: ranges and metadata without weights; the engine rebuilds the int8
+    file from the float export, byte for byte, and refuses a rebuild that differs."""
+    from clearface.cli import main
+    from clearface.engines import load_engine
+    from clearface.outputs import file_sha256
+    from clearface.quantize import build_from_recipe, read_recipe
+    zip_path, _, _ = real_small
+    onnx_labels = paired.with_name("m.int8.onnx")
+    model = tmp_path / "r" / "m.pt"  # a second copy of the model whose int8 version is only a recipe
+    model.parent.mkdir()
+    shutil.copy(paired, model)
+    recipe_path = model.with_name("m.int8.json")
+    assert main(["export", "--int8", "--model", str(model), "--out", str(recipe_path), "--calib-data",
+                 str(zip_path), "--calib-images", "64", "--fallback-agreement", "1"]) == 0
+    recipe = read_recipe(recipe_path)
+    assert recipe_path.stat().st_size < 100_000 and recipe["meta"]["fallback"]["source_sha256"] == file_sha256(model)
+    # the recipe made from the same calibration rebuilds exactly the .onnx exported beside `paired`
+    assert recipe["int8_sha256"] == file_sha256(onnx_labels)
+    float_onnx = load_engine(model, "onnx").path
+    build_from_recipe(float_onnx, recipe_path, tmp_path / "rebuilt.onnx")
+    assert file_sha256(tmp_path / "rebuilt.onnx") == recipe["int8_sha256"]
+    capsys.readouterr()
+    out = {}
+    for m in (paired, model):
+        assert main(["predict", "--model", str(m), "--data", str(zip_path), "--out", str(tmp_path / "o.txt"),
+                     "--engine", "int8", "--json"]) == 0
+        out[m] = ((tmp_path / "o.txt").read_text(), json.loads(capsys.readouterr().out))
+    assert out[model][1]["engine"] == "onnx-int8+float" and out[model][0] == out[paired][0]
+    # a recipe whose ranges were changed rebuilds another model: refused, nothing used
+    bad = json.loads(recipe_path.read_text())
+    tensor = next(iter(bad["ranges"]["data"].values()))  # onnxruntime's cache: {"data": {tensor: {"highest": ...}}}
+    tensor["highest"]["data"] = [x * 0.5 for x in tensor["highest"]["data"]]
+    recipe_path.write_text(json.dumps(bad))
+    with pytest.raises(ClearfaceError, match="differs from the one measured"):
+        build_from_recipe(float_onnx, recipe_path, tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+    recipe_path.write_text("{}")
+    assert main(["predict", "--model", str(model), "--data", str(zip_path), "--out", str(tmp_path / "o2.txt"),
+                 "--engine", "int8"]) == 2
+    assert "not a clearface int8 recipe" in capsys.readouterr().err and not (tmp_path / "o2.txt").exists()
+
+
+@pytest.mark.slow
+def test_packaged_ensemble_int8_recipe_rebuilds_byte_identical(real_small, tmp_path):
+    """The ensemble ships its int8 version as a recipe (its int8 file would break the package budget):
+    on this onnxruntime it must rebuild into exactly the file that was measured."""
+    from clearface.data import load_images
+    from clearface.engines import RECIPE_SUFFIX, int8_sibling, load_engine
+    from clearface.modelfile import packaged_model_path
+    from clearface.outputs import file_sha256
+    from clearface.quantize import read_recipe
+    packaged = packaged_model_path("ensemble")
+    if packaged is None:
+        pytest.skip("this build ships no ensemble")
+    recipe = read_recipe(int8_sibling(packaged, RECIPE_SUFFIX))
+    assert recipe["meta"]["fallback"]["source_sha256"] == file_sha256(packaged)
+    q = load_engine("ensemble", "int8", cache_dir=tmp_path)  # rebuilds; refused unless byte-identical
+    assert q.info["engine"] == "onnx-int8+float" and file_sha256(q.int8.path) == recipe["int8_sha256"]
+    images = load_images(real_small[0], use_cache=False).images[:100]
+    tau = q.info["threshold"]
+    assert ((q.score(images) >= tau) == (q.float_engine.score(images) >= tau)).mean() >= 0.99

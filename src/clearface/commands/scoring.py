@@ -93,8 +93,9 @@ def cmd_export(args, extra) -> int:
         raise ClearfaceError("--calib-part needs --calib-labels: the split is rebuilt from the images and their labels")
     inputs = _inputs(args, "model", "calib_data", "calib_labels")
     out = check_output(args.out, inputs, "--out", [args.calib_data] if int8 and os.path.isdir(args.calib_data) else [])
-    if out.suffix.lower() != ".onnx":
-        raise ClearfaceError(f"--out {out}: an ONNX file must end in .onnx")
+    if out.suffix.lower() != ".onnx" and not (int8 and out.suffix.lower() == ".json"):
+        raise ClearfaceError(f"--out {out}: an ONNX file must end in .onnx (with --int8 also .json: the int8 "
+                             "recipe, ranges without weights)")
     import onnx
     newest = onnx.defs.onnx_opset_version()
     if args.opset > newest:
