@@ -248,8 +248,8 @@ def test_int8_recipe_rebuilds_the_measured_file_and_serves_like_it(paired, real_
     assert out[model][1]["engine"] == "onnx-int8+float" and out[model][0] == out[paired][0]
     # a recipe whose ranges were changed rebuilds another model: refused, nothing used
     bad = json.loads(recipe_path.read_text())
-    tensor = next(iter(bad["ranges"]["data"].values()))  # onnxruntime's cache: {"data": {tensor: {"highest": ...}}}
-    tensor["highest"]["data"] = [x * 0.5 for x in tensor["highest"]["data"]]
+    for tensor in bad["ranges"]["data"].values():  # onnxruntime's cache: {"data": {tensor: {"highest": ...}}}
+        tensor["highest"]["data"] = [x * 0.5 for x in tensor["highest"]["data"]]
     recipe_path.write_text(json.dumps(bad))
     with pytest.raises(ClearfaceError, match="differs from the one measured"):
         build_from_recipe(float_onnx, recipe_path, tmp_path / "bad.onnx")
