@@ -242,10 +242,9 @@ def _int8_from_recipe(float_engine: OnnxEngine, recipe: Path) -> Path:
     return built
 
 
-def _fallback_for(model_path: Path, float_engine: OnnxEngine, spin_wait: bool, required: bool):
+def _fallback_for(model_path: Path, model_sha: str, float_engine: OnnxEngine, spin_wait: bool, required: bool):
     """A :class:`FallbackEngine` from the model file's int8 sibling (or recipe), or None (``required``:
-    one line instead)."""
-    from .outputs import file_sha256
+    one line instead). ``model_sha``: the model file's sha256, which the int8 file must record."""
     q, recipe = int8_sibling(model_path), int8_sibling(model_path, RECIPE_SUFFIX)
     make = (f"make one with: clearface export --int8 --model {model_path} --calib-data VALIDATION_IMAGES "
             f"--out {q}")
@@ -263,7 +262,7 @@ def _fallback_for(model_path: Path, float_engine: OnnxEngine, spin_wait: bool, r
         print(f"clearface: warning: {exc}; scoring in float", file=sys.stderr)
         return None
     fb = int8.meta.get("fallback") or {}
-    if fb.get("source_sha256") != file_sha256(model_path) or "margin_logit" not in fb:
+    if fb.get("source_sha256") != model_sha or "margin_logit" not in fb:
         if required:
             why = "has no float fallback band" if "margin_logit" not in fb else "was made from another model file"
             raise ClearfaceError(f"{q}: {why}; {make}")
@@ -273,14 +272,15 @@ def _fallback_for(model_path: Path, float_engine: OnnxEngine, spin_wait: bool, r
     return FallbackEngine(int8, float_engine, float(fb["threshold"]), float(fb["margin_logit"]))
 
 
-def onnx_cache_path(model_file, cache_dir=None) -> Path:
-    """Where ``--engine auto`` keeps the ONNX export of ``model_file``: keyed by its sha256."""
+def onnx_cache_path(model_file, cache_dir=None, sha256: str | None = None) -> Path:
+    """Where ``--engine auto`` keeps the ONNX export of ``model_file``: keyed by its sha256 (given when
+    the caller has it already)."""
     from . import __version__
     from .data.ingest import default_cache_dir
     from .export import ONNX_FORMAT_VERSION
     from .outputs import file_sha256
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    return root / "onnx" / f"{file_sha256(model_file)[:32]}-f{ONNX_FORMAT_VERSION}-v{__version__}.onnx"
+    return root / "onnx" / f"{(sha256 or file_sha256(model_file))[:32]}-f{ONNX_FORMAT_VERSION}-v{__version__}.onnx"
 
 
 def _onnx_for(path: Path, model_path: Path | None = None, spin_wait: bool = True) -> OnnxEngine:
@@ -319,8 +319,10 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict 
     if engine == "torch":
         return TorchEngine(blob or load_model_file(path))
 
+    from .outputs import file_sha256
     try:
-        cached = onnx_cache_path(path, cache_dir)
+        sha = file_sha256(path)  # keys the cached export and pairs an int8 sibling with this very file
+        cached = onnx_cache_path(path, cache_dir, sha)
     except OSError as exc:
         raise ClearfaceError(f"{path}: cannot read model file ({exc})") from None
     from .data.cache import sweep_stale_temp
@@ -335,7 +337,7 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict 
             except OSError:
                 pass
         if float_engine is not None:
-            return _with_int8(path, float_engine, engine, spin_wait, auto_int8)
+            return _with_int8(path, sha, float_engine, engine, spin_wait, auto_int8)
     blob = blob or load_model_file(path)  # a bad model file is the user's error in every engine
     try:
         from .export import export_blob
@@ -350,12 +352,13 @@ def load_engine(model, engine: str = DEFAULT_ENGINE, cache_dir=None, blob: dict 
         print(f"clearface: warning: ONNX export of {path} failed ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
               "scoring with PyTorch", file=sys.stderr)
         return TorchEngine(blob)
-    return _with_int8(path, float_engine, engine, spin_wait, auto_int8)
+    return _with_int8(path, sha, float_engine, engine, spin_wait, auto_int8)
 
 
-def _with_int8(model_path: Path, float_engine: OnnxEngine, engine: str, spin_wait: bool, auto_int8: bool):
+def _with_int8(model_path: Path, model_sha: str, float_engine: OnnxEngine, engine: str, spin_wait: bool,
+               auto_int8: bool):
     """``float_engine``, or the int8 + float pair where ``engine`` asks for it (``int8``) or allows it
     (``auto`` with ``auto_int8``, on a CPU with VNNI)."""
     if engine == "int8" or (engine == "auto" and auto_int8 and cpu_has_vnni()):
-        return _fallback_for(model_path, float_engine, spin_wait, required=engine == "int8") or float_engine
+        return _fallback_for(model_path, model_sha, float_engine, spin_wait, required=engine == "int8") or float_engine
     return float_engine

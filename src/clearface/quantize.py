@@ -301,7 +301,7 @@ def export_int8(model, out, calib_data, calib_labels=None, calib_images: int = D
             meta = set_threshold(onnx_out, tau, f"{rule} on {source} ({len(labels)} labelled images), int8 scores")
         if fallback_agreement is not None and blob is not None:
             float_tau = float(blob["threshold"])
-            float_scores = OnnxEngine(float_onnx).score(imgs)
+            float_scores = engine.score(imgs)  # the float export's session, already open
             margin = choose_fallback_margin(float_scores, int8_scores, float_tau, fallback_agreement)
             band = near_threshold(int8_scores, float_tau, margin)
             fallback = {"margin_logit": margin, "threshold": float_tau, "agreement_target": float(fallback_agreement),
