@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="zip of real images to send")
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--engine", default="auto", choices=("auto", "torch", "onnx"))
+    ap.add_argument("--engine", default="auto", choices=("auto", "torch", "onnx", "int8"))
     ap.add_argument("--warmup", type=int, default=8)
     ap.add_argument("--startup-timeout", type=float, default=180)
     ap.add_argument("--photos", action="store_true", help="send composed 640x480 photos with faces (detect path)")
