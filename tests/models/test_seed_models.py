@@ -152,6 +152,39 @@ def test_mobilenet_v2_loads_weights_file_and_trains_everything(tmp_path, no_weig
     assert _trainable(model) == sum(p.numel() for p in model.parameters())
 
 
+def test_mobilenet_v2_frozen_blocks_keep_weights_and_batchnorm_statistics_through_a_step(tmp_path, no_weights):
+    from torchvision.models import mobilenet_v2
+
+    torch.manual_seed(3)
+    src = mobilenet_v2()
+    path = tmp_path / "mnv2.pth"
+    torch.save(src.state_dict(), path)
+    model = get_model("mobilenet_v2", weights=path, frozen_blocks=4, input_size=96)
+    frozen, rest = model.net.features[:4], model.net.features[4:]
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert all(p.requires_grad for p in rest.parameters()) and model.net.classifier[1].weight.requires_grad
+    model.train()  # Lightning calls this every epoch: the frozen batch norms must stay in eval mode
+    assert not any(m.training for m in frozen.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert all(m.training for m in rest.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = copy.deepcopy(model.state_dict())
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(_x(4)).sum().backward()
+    opt.step()
+    after = model.state_dict()
+    # Weights and running statistics of the frozen blocks, and nothing else, are unchanged.
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(not k.startswith(("net.features.0.", "net.features.1.", "net.features.2.",
+                                           "net.features.3.")) for k in moved)
+    assert any(k.startswith("net.features.4.") for k in moved)
+    assert all(p.grad is None for p in frozen.parameters())
+
+
+@pytest.mark.parametrize("bad", [-1, 20])
+def test_mobilenet_v2_frozen_blocks_out_of_range_is_refused(bad):
+    with pytest.raises(ClearfaceError, match="frozen_blocks must be 0..19"):
+        get_model("mobilenet_v2", pretrained=False, frozen_blocks=bad)
+
+
 def test_mobilenet_v2_found_in_hub_cache(tmp_path, no_weights):
     from torchvision.models import mobilenet_v2
 
