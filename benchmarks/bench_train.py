@@ -59,9 +59,7 @@ def main() -> None:
         rows.append(("cache reuse (warm)", f"{time.perf_counter() - t:.1f} s", ""))
         shutil.rmtree(tmp)
 
-    import yaml
-
-    variants = [("recipe", {})] + [(" ".join(v), _nested(v, yaml.safe_load)) for v in args.versus]
+    variants = [("recipe", {})] + [(" ".join(v), _overrides(v)) for v in args.versus]
     cfg = resolve(args.config, {"progress_bar": False})
     s, y = load_labelled(args.data, args.labels)
     n = min(len(y), args.steps * cfg["batch_size"] * 2)
@@ -121,18 +119,16 @@ def main() -> None:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")
 
 
-def _nested(pairs: list[str], parse) -> dict:
-    """``["a.b=4", "c=x"]`` -> ``{"a": {"b": 4}, "c": "x"}``, values parsed as YAML."""
+def _overrides(pairs: list[str]) -> dict:
+    """``["a.b=4"]`` -> ``{"a": {"b": 4}}``, parsed as the CLI parses ``--a.b 4``."""
+    from clearface.settings import parse_value, set_dotted
+
     out: dict = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise SystemExit(f"bench_train.py: --versus takes KEY=VALUE, got {pair!r}")
-        *parents, leaf = key.replace("-", "_").split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = parse(value)
+        set_dotted(out, key, parse_value(value))
     return out
 
 
