@@ -31,19 +31,22 @@ def _pil_map(images, fn):
     return out
 
 
+def zoom(f):  # f > 1: tighter crop (zoom in); f < 1: looser crop (edges replicated)
+    from PIL import Image
+
+    def go(img):
+        if f >= 1:
+            s = int(round(64 / f))
+            o = (64 - s) // 2
+            return img.crop((o, o, o + s, o + s)).resize((64, 64), Image.BILINEAR)
+        pad = int(round(64 / f)) - 64
+        arr = np.pad(np.asarray(img), ((pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2), (0, 0)), mode="edge")
+        return Image.fromarray(arr).resize((64, 64), Image.BILINEAR)
+    return go
+
+
 def perturbations():
     from PIL import Image, ImageEnhance, ImageFilter
-
-    def zoom(f):  # f > 1: tighter crop (zoom in); f < 1: looser crop (edges replicated)
-        def go(img):
-            if f >= 1:
-                s = int(round(64 / f))
-                o = (64 - s) // 2
-                return img.crop((o, o, o + s, o + s)).resize((64, 64), Image.BILINEAR)
-            pad = int(round(64 / f)) - 64
-            arr = np.pad(np.asarray(img), ((pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2), (0, 0)), mode="edge")
-            return Image.fromarray(arr).resize((64, 64), Image.BILINEAR)
-        return go
 
     def shift(dx, dy):
         def go(img):
