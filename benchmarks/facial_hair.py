@@ -33,6 +33,18 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
+def judged_faces(names, labels, parts) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the 300 judged images in ``names`` and a mask of the facial-hair ones; stops unless they
+    are all class-0 images of the held-out part ``parts`` marks (else the model saw some of them)."""
+    with open(HERE / "facial_hair_heldout.csv", newline="") as f:
+        judged = {r["name"]: r["judged"] for r in csv.DictReader(f)}
+    pos = {n: i for i, n in enumerate(names)}
+    idx = np.array([pos[n] for n in judged])
+    if not ((parts[idx] == "test").all() and (labels[idx] == 0).all()):
+        raise SystemExit("the listed images are not class-0 images of this model's held-out part")
+    return idx, np.array([judged[n] == "facial_hair" for n in judged])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -49,15 +61,9 @@ def main(argv=None):
     from clearface.engines import load_engine
     from clearface.modelfile import load_model_file
 
-    with open(HERE / "facial_hair_heldout.csv", newline="") as f:
-        judged = {r["name"]: r["judged"] for r in csv.DictReader(f)}
     s, y = load_labelled(args.data, args.labels)
-    pos = {n: i for i, n in enumerate(s.names)}
-    idx = np.array([pos[n] for n in judged])
     parts = split_from_config(load_model_file(args.model)["config"], s.hashes, y)
-    if not ((parts[idx] == "test").all() and (y[idx] == 0).all()):
-        raise SystemExit("the listed images are not class-0 images of this model's held-out part")
-    fh = np.array([judged[n] == "facial_hair" for n in judged])
+    idx, fh = judged_faces(s.names, y, parts)
     images = np.ascontiguousarray(s.images[idx])
     engine = load_engine(args.model)
     tau = engine.info["threshold"]

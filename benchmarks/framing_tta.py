@@ -13,7 +13,6 @@ facial-hair faces (and the other 246 class-0 faces) under each of robustness.py'
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(HERE))
-    from facial_hair import wilson
+    from facial_hair import judged_faces, wilson
     from robustness import _pil_map, perturbations, zoom
 
     from clearface import metrics
@@ -47,18 +46,20 @@ def main(argv=None):
     engine = load_engine(args.model)
     tau = engine.info["threshold"]
 
-    def framed(images):  # mean score over the re-framed copies
-        return np.mean([engine.score(images if z == 1.0 else _pil_map(images, zoom(z))) for z in args.zooms], axis=0)
+    def framed(images, plain):  # mean score over the re-framed copies; zoom 1.0 is the plain score, not rescored
+        return np.mean([plain if z == 1.0 else engine.score(_pil_map(images, zoom(z))) for z in args.zooms], axis=0)
 
     val, test = np.flatnonzero(parts == "val"), np.flatnonzero(parts == "test")
     x_val, x_test = np.ascontiguousarray(s.images[val]), np.ascontiguousarray(s.images[test])
-    plain_val = metrics.summarize(engine.score(x_val), y[val], tau)
-    framed_val = framed(x_val)
+    plain_val_scores = engine.score(x_val)
+    plain_val = metrics.summarize(plain_val_scores, y[val], tau)
+    framed_val = framed(x_val, plain_val_scores)
     tau_f = fit_threshold(framed_val, y[val], "min_hter")
     print(f"model {args.model}: stored tau {tau:.4f} (validation HTER {plain_val.hter:.4f}, AUC {plain_val.auc:.4f}); "
           f"framings {args.zooms}: tau {tau_f:.4f} chosen on the same {len(val)} validation images (validation HTER "
           f"{metrics.hter(framed_val, y[val], tau_f):.4f}, AUC {metrics.roc_auc(framed_val, y[val]):.4f})\n")
-    plain, fr = engine.score(x_test), framed(x_test)
+    plain = engine.score(x_test)
+    fr = framed(x_test, plain)
     print("| score | held-out HTER (95 % CI) | FAR | FRR | AUC |\n|---|---|---|---|---|")
     for name, sc, t in (("plain (stored tau)", plain, tau), ("mean over framings", fr, tau_f)):
         m = metrics.summarize_with_ci(sc, y[test], t)
@@ -67,19 +68,14 @@ def main(argv=None):
     d, lo, hi = metrics.paired_hter_diff(plain, tau, fr, tau_f, y[test])
     print(f"\nframings - plain, paired on the held-out images: {d:+.4f} ({lo:+.4f} to {hi:+.4f})\n")
 
-    with open(HERE / "facial_hair_heldout.csv", newline="") as f:
-        judged = {r["name"]: r["judged"] for r in csv.DictReader(f)}
-    pos = {n: i for i, n in enumerate(s.names)}
-    idx = np.array([pos[n] for n in judged])
-    if not ((parts[idx] == "test").all() and (y[idx] == 0).all()):
-        raise SystemExit("the listed images are not class-0 images of this model's held-out part")
-    fh = np.array([judged[n] == "facial_hair" for n in judged])
+    idx, fh = judged_faces(s.names, y, parts)
     faces = np.ascontiguousarray(s.images[idx])
     print("| change | FAR facial hair, plain | FAR facial hair, framings (95 % CI) | FAR other class 0, plain -> framings |\n"
           "|---|---|---|---|")
     for name, fn in perturbations():
         x = faces if fn is None else _pil_map(faces, fn)
-        a, b = engine.score(x) >= tau, framed(x) >= tau_f
+        sc = engine.score(x)
+        a, b = sc >= tau, framed(x, sc) >= tau_f
         k = int(b[fh].sum())
         lo, hi = wilson(k, int(fh.sum()))
         print(f"| {name} | {a[fh].mean():.3f} | {k / fh.sum():.3f} ({lo:.3f}-{hi:.3f}) | "
