@@ -19,22 +19,32 @@ import numpy as np
 
 from .calibration import choose_and_score
 from .engines import TorchEngine
+from .errors import ClearfaceError
 from .modelfile import halve_weights, load_model_file, save_model_file
 from .outputs import write_text_atomic
 from .rundir import TEST, VAL, RunDir
 
 
 def rechoose_on_run(blob: dict, run_dir, data, labels, rule: str, cache_dir=None, batch_size: int = 512,
-                    preprocess: str | None = None, what: str = "") -> dict:
+                    preprocess: str | None = None, what: str = "", same_split: tuple = ()) -> dict:
     """Score the run's validation and held-out parts with ``blob`` exactly as it will be stored,
     choose tau by ``rule`` on the validation part and score the held-out part at it.
-    ``preprocess``: the step (crop or resize) that reads ``data``; None: the model file's own."""
+    ``preprocess``: the step (crop or resize) that reads ``data``; None: the model file's own.
+    ``same_split``: ``(name, settings)`` of merged items whose stored settings must rebuild the run's
+    validation and held-out parts (a member trained on validation images would make tau optimistic)."""
     from .data import load_labelled
+    from .data.split import split_from_config
     from .preprocess import resolve
 
     run = RunDir(run_dir)
     imageset, y = load_labelled(data, labels, cache_dir=cache_dir, step=resolve(blob, preprocess)[0])
     parts = run.validation_split(imageset.names)
+    for name, settings in same_split:
+        theirs = split_from_config(settings, imageset.hashes, y)
+        for part in (VAL, TEST):
+            if not np.array_equal(theirs == part, parts == part):
+                raise ClearfaceError(f"{name}: its stored settings make other {part} images than {run.split_path} "
+                                     f"names; it may have trained on them (merge models trained with the same split)")
     engine = TorchEngine(blob)
     val, test = np.flatnonzero(parts == VAL), np.flatnonzero(parts == TEST)
     source = f"validation split of {run.name} ({len(val)} images){what}, tta {blob['tta']}"

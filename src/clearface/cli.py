@@ -157,13 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_cache_dir(p)
 
     p = _command(sub, "ensemble", help="merge runs trained on the same split into one model file (tau re-chosen)")
-    p.add_argument("--runs", nargs="+", required=True, help="finished run folders (same --split-seed)")
+    p.add_argument("--runs", nargs="+", required=True,
+                   help="finished run folders (same --split-seed), or model files / packaged names (then tau is "
+                        "chosen by scoring: give --data and --labels)")
+    p.add_argument("--only", nargs="+", default=None, metavar="MEMBER",
+                   help="keep only these members, named after the run each came from (a merged file's runs, "
+                        "a run folder's or model file's own name)")
+    opt(p, "--run", default=None, help="with model files: the training run whose split.csv names the validation "
+        "part (default: the first run folder in --runs)")
+    p.add_argument("--tta", choices=("none", "flip"), default=None,
+                   help="test-time augmentation of the merged model (default: the members'; needed if they differ)")
     p.add_argument("--out", required=True, help="model file to write; metrics go beside it as .json")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; "
                    "inference still runs in float32); tau is then chosen on the float16 model's scores of "
                    "the validation part, so --data and --labels are needed")
-    p.add_argument("--data", default=None, help="with --half: the images the runs trained on")
-    p.add_argument("--labels", default=None, help="with --half: their label file")
+    p.add_argument("--data", default=None, help="with --half, model files or --only: the images the members trained on")
+    p.add_argument("--labels", default=None, help="with --half, model files or --only: their label file")
     add_cache_dir(p)
     add_rule(p, "the first run's")
     add_batch(p)

@@ -1,4 +1,4 @@
-"""``clearface ensemble``: merge runs trained on the same split into one model file.
+"""``clearface ensemble``: merge runs (and model files) trained on the same split into one model file.
 
 The merged model averages probabilities over all members (and TTA views), so a run of k members
 weighs k times a run of one; the members' validation scores are averaged the same way
@@ -6,9 +6,17 @@ weighs k times a run of one; the members' validation scores are averaged the sam
 part (``--split-seed``), otherwise a member would be calibrated on images another member trained
 on. With ``--half`` the weights are stored as float16, so tau is chosen on the float16 model's
 own scores of the validation images (``--data``/``--labels``), not on the float32 score files.
+
+Model files (a packaged name too) carry no score files, and ``--only`` keeps some members of a
+merged file (named after the run each came from, as ``benchmarks/ensemble_study.py`` prints them):
+then tau is always chosen by scoring the validation part with the merged weights, the part named
+by ``--run`` (default: the first run folder given), and every item's stored settings must rebuild
+that same split.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -41,15 +49,82 @@ def shared_scores(runs: list[RunDir], part: str):
     return read[0][0], read[0][1], [v[2] for v in read]
 
 
-def ensemble(runs: list, out, half: bool = False, rule: str | None = None, data=None, labels=None,
-             cache_dir=None, batch_size: int = 512) -> dict:
-    if len(runs) < 2:
-        raise ClearfaceError("an ensemble needs at least two run folders")
+def member_names(blob: dict, fallback: str) -> list[str]:
+    """One name per member: the runs a merged file lists (one member each), else ``fallback`` (+ index)."""
+    runs = (blob.get("config") or {}).get("ensemble_of") or []
+    n = len(blob["members"])
+    if len(runs) == n:
+        return [Path(r).name for r in runs]
+    return [fallback] if n == 1 else [f"{fallback}[{i}]" for i in range(n)]
+
+
+def ensemble(items: list, out, half: bool = False, rule: str | None = None, data=None, labels=None,
+             cache_dir=None, batch_size: int = 512, only: list | None = None, run=None,
+             tta: str | None = None) -> dict:
+    """Merge ``items`` (run folders, model files or packaged names) into the model file ``out``."""
+    if len(items) < 2 and not only:
+        raise ClearfaceError("an ensemble needs at least two run folders or model files")
+    runs = [RunDir(i) if Path(i).expanduser().is_dir() else None for i in items]
+    blobs = [load_model_file(r.model_path if r else i) for i, r in zip(items, runs)]
+    if all(runs) and not only and run is None and tta is None:
+        return _merge_runs(runs, blobs, out, half, rule, data, labels, cache_dir, batch_size)
+    item_names = [r.name if r else Path(str(i)).stem for i, r in zip(items, runs)]
+    return _merge_members(item_names, blobs, runs, out, half, rule, data, labels, cache_dir, batch_size, only,
+                          run, tta)
+
+
+def _merge_members(item_names, blobs, runs, out, half, rule, data, labels, cache_dir, batch_size, only, run, tta):
+    """Merge chosen members of run folders and model files; tau from scoring the validation part."""
+    if not (data and labels):
+        raise ClearfaceError("model files and --only choose tau by scoring the validation part with the merged "
+                             "weights: give --data and --labels (the images the members trained on)")
+    named = [(n, m, b) for name, b in zip(item_names, blobs) for n, m in zip(member_names(b, name), b["members"])]
+    if only:
+        known = [n for n, _, _ in named]
+        for n in only:
+            if n not in known:
+                raise ClearfaceError(f"--only {n}: no such member (members: {', '.join(known)})")
+            if known.count(n) > 1:
+                raise ClearfaceError(f"--only {n}: more than one member has this name; merge those files separately")
+        named = [t for t in named if t[0] in only]
+    if len(named) < 2:
+        raise ClearfaceError("an ensemble needs at least two members")
+    kept = [b for _, _, b in named]
+    ref = kept[0]
+    for b in kept[1:]:
+        if b["preprocess"] != ref["preprocess"]:
+            raise ClearfaceError(f"{named[kept.index(b)][0]}: its preprocessing differs from {named[0][0]}'s; "
+                                 "members must see the same input")
+    if tta is None and any(b["tta"] != ref["tta"] for b in kept):
+        raise ClearfaceError("the members were stored with different test-time augmentation: give --tta "
+                             "(flip or none) for the merged model")
+    ref_run = RunDir(run) if run is not None else next((r for r in runs if r), None)
+    if ref_run is None:
+        raise ClearfaceError("give --run: the training run whose split.csv names the validation part "
+                             "(no run folder among --runs)")
+    dtypes = {b.get("weights_dtype") for b in kept}
+    merged = dict(ref, members=[m for _, m, _ in named], tta=tta or ref["tta"],
+                  config=dict(ref["config"], ensemble_of=[n for n, _, _ in named]))
+    merged.pop("weights_dtype", None)
+    if len(dtypes) == 1 and None not in dtypes:
+        merged["weights_dtype"] = dtypes.pop()
+    if half:
+        merged = halve_weights(merged)
+    # every item's stored settings must rebuild --run's split: no member trained on its validation images
+    settings = [(name, b["config"]) for name, b in zip(item_names, blobs)]
+    result = rechoose_on_run(merged, ref_run.path, data, labels, rule or ref["threshold_method"], cache_dir,
+                             batch_size, what=f", {len(named)} members"
+                             + (", float16 weights" if merged.get("weights_dtype") == "float16" else ""),
+                             same_split=settings)
+    result["members"] = [n for n, _, _ in named]
+    return save_with_result(merged, result, out)
+
+
+def _merge_runs(runs: list, blobs: list, out, half, rule, data, labels, cache_dir, batch_size) -> dict:
+    """Merge whole run folders; tau from their saved validation scores (or, with ``half``, by scoring)."""
     if half and not (data and labels):
         raise ClearfaceError("--half chooses tau on the float16 weights it stores: give --data and --labels "
                              "(the images the runs trained on) to score the validation part with them")
-    runs = [RunDir(r) for r in runs]
-    blobs = [load_model_file(r.model_path) for r in runs]
     ref = blobs[0]
     for r, b in zip(runs[1:], blobs[1:]):
         for key in ("preprocess", "tta"):

@@ -60,6 +60,9 @@ def test_merge_refuses_different_validation_sets(tmp_path):
         ensemble([r1, r2], tmp_path / "e.pt")
 
 
+SMALL_SPLIT = {"val_fraction": 0.3, "holdout": 80, "split_seed": 0}  # the split small_run saves
+
+
 def _real_run(d, seed, small_run):
     """A finished run on the real slice: model file, split and its own float32 score files."""
     zpath, lpath, _, s, y, parts = small_run
@@ -68,7 +71,7 @@ def _real_run(d, seed, small_run):
     member = {"model": "cfnet_tiny", "model_kwargs": {}, "build_kwargs": {},
               "state_dict": get_model("cfnet_tiny").state_dict()}
     blob = make_model_file([member], IMAGENET_MEAN, IMAGENET_STD, "flip", 0.5, "min_hter", "val", {},
-                           resolve(overrides={"model": "cfnet_tiny"}))
+                           resolve(overrides=dict(SMALL_SPLIT, model="cfnet_tiny")))
     save_model_file(blob, d / "model.pt")
     run = RunDir(d)
     run.write_split(s.names, y, parts)
@@ -107,3 +110,52 @@ def test_members_are_weighted_by_their_member_count():
     w = member_weights(blobs)
     assert w.tolist() == [0.75, 0.25]
     assert mean_score([np.array([0.4]), np.array([0.8])], w).tolist() == pytest.approx([0.5])
+
+
+def _model_file(path, seed, split_settings, tta="flip"):
+    """A one-member model file (no run folder) whose stored settings make ``split_settings``' split."""
+    torch.manual_seed(seed)
+    member = {"model": "cfnet_tiny", "model_kwargs": {}, "build_kwargs": {},
+              "state_dict": get_model("cfnet_tiny").state_dict()}
+    blob = make_model_file([member], IMAGENET_MEAN, IMAGENET_STD, tta, 0.5, "min_hter", "val", {},
+                           resolve(overrides=dict(split_settings, model="cfnet_tiny")))
+    save_model_file(blob, path)
+    return path
+
+
+def test_model_files_and_chosen_members_merge_with_tau_from_scoring(small_run, tmp_path):
+    zpath, lpath, run, s, y, parts = small_run
+    r1 = _real_run(tmp_path / "r1", 0, small_run)
+    f2, f3 = (_model_file(tmp_path / f"m{k}.pt", k, SMALL_SPLIT) for k in (2, 3))
+    both = tmp_path / "both.pt"
+    with pytest.raises(ClearfaceError, match="--data and --labels"):
+        ensemble([r1, f2], both)
+    ensemble([f2, f3], both, data=zpath, labels=lpath, run=run)
+    assert load_model_file(both)["config"]["ensemble_of"] == ["m2", "m3"]  # the members keep their names
+    # keep two of the three members of a run folder and two merged files; tau from the stored weights' scores
+    out = tmp_path / "kept.pt"
+    res = ensemble([r1, both], out, data=zpath, labels=lpath, only=["r1", "m3"], half=True)
+    blob = load_model_file(out)
+    assert res["members"] == ["r1", "m3"] and len(blob["members"]) == 2 and blob["weights_dtype"] == "float16"
+    x = torch.rand(3, 3, 64, 64)
+    expect = [build_scorer(load_model_file(p))(x) for p in (r1 / "model.pt", f3)]
+    assert torch.allclose(build_scorer(blob)(x), (expect[0] + expect[1]) / 2, atol=5e-3)
+    val = parts == "val"
+    assert res["threshold"] == fit_threshold(TorchEngine(blob).score(s.images[val]), y[val], "min_hter")
+    with pytest.raises(ClearfaceError, match="no such member.*r1, m2, m3"):
+        ensemble([r1, both], tmp_path / "x.pt", data=zpath, labels=lpath, only=["r1", "m4"])
+
+
+def test_model_files_must_share_the_split_and_tta(small_run, tmp_path):
+    zpath, lpath, run, *_ = small_run
+    f2 = _model_file(tmp_path / "m2.pt", 2, SMALL_SPLIT)
+    other = _model_file(tmp_path / "other.pt", 3, dict(SMALL_SPLIT, split_seed=1))
+    with pytest.raises(ClearfaceError, match="other.*other val images"):
+        ensemble([f2, other], tmp_path / "x.pt", data=zpath, labels=lpath, run=run)
+    with pytest.raises(ClearfaceError, match="give --run"):
+        ensemble([f2, f2], tmp_path / "x.pt", data=zpath, labels=lpath)
+    plain = _model_file(tmp_path / "plain.pt", 4, SMALL_SPLIT, tta="none")
+    with pytest.raises(ClearfaceError, match="give --tta"):
+        ensemble([f2, plain], tmp_path / "x.pt", data=zpath, labels=lpath, run=run)
+    res = ensemble([f2, plain], tmp_path / "x.pt", data=zpath, labels=lpath, run=run, tta="flip")
+    assert load_model_file(tmp_path / "x.pt")["tta"] == "flip" and "tta flip" in res["threshold_source"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ClearfaceError
 from ..outputs import check_input, check_output, check_output_dir, removed_on_failure
-from .checks import _check_file_with_json, _data_dirs, _distinct, _emit, _inputs, _preprocess
+from .checks import _check_file_with_json, _data_dirs, _distinct, _emit, _inputs, _model_inputs, _preprocess
 
 
 # ---------------------------------------------------------------------------- train
@@ -101,11 +101,11 @@ def cmd_audit(args, extra) -> int:
 
 
 def _run_inputs(runs) -> list:
-    from ..rundir import RunDir
+    """What ``--runs`` reads (run folders and their model files, model files, packaged models)."""
     paths = []
     for r in runs:
         check_input(r, "--runs", folder_ok=True)
-        paths += [r, RunDir(r).model_path]
+        paths += _model_inputs(r)
     return paths
 
 
@@ -115,11 +115,11 @@ def _tau_prose(r: dict, out) -> str:
 
 
 def cmd_ensemble(args, extra) -> int:
-    out = _check_file_with_json(args.out, _run_inputs(args.runs) + _inputs(args, "data", "labels"),
+    out = _check_file_with_json(args.out, _run_inputs(args.runs) + _inputs(args, "data", "labels", "run"),
                                 not_inside=_data_dirs(args))
     from ..ensemble import ensemble
     r = ensemble(args.runs, out, half=args.half, rule=args.threshold_rule, data=args.data, labels=args.labels,
-                 cache_dir=args.cache_dir, batch_size=args.batch_size)
+                 cache_dir=args.cache_dir, batch_size=args.batch_size, only=args.only, run=args.run, tta=args.tta)
     _emit(args, {k: r[k] for k in ("threshold", "threshold_source", "val", "test") if k in r}, _tau_prose(r, out))
     return 0
 
