@@ -1,7 +1,7 @@
 """Every ensemble (mean score) of finished runs and model files on one split.
 
     python benchmarks/ensemble_study.py runs/default_s0 runs/mobilenet_s0 runs/mobilenet96_s0 ... [--min 2] [--max 4]
-    python benchmarks/ensemble_study.py ensemble default runs/frozen128_s5 --max 4
+    python benchmarks/ensemble_study.py ensemble default runs/c128_s5 --max 4 --cache runs/member_scores
 
 For each composition: validation AUC and HTER (τ = min-HTER on validation, as `clearface ensemble`
 chooses it), then the held-out HTER at that τ with its bootstrap interval, and the held-out AUC.
@@ -86,14 +86,18 @@ def main():
     for item in args.items:
         if Path(item).is_dir():
             run = RunDir(item)
-            scores[run.name] = {p: run.read_scores(p) for p in ("val", "test")}
-            weight[run.name] = len(load_model_file(run.model_path)["members"])
-            continue
-        if imageset is None:
-            from clearface.data import load_labelled
-            imageset, y = load_labelled(args.data, args.labels)
-        for name, parts in scored_members(item, imageset, y, args.tta, args.batch_size, args.cache).items():
-            scores[name], weight[name] = parts, 1
+            found = {run.name: ({p: run.read_scores(p) for p in ("val", "test")},
+                                len(load_model_file(run.model_path)["members"]))}
+        else:
+            if imageset is None:
+                from clearface.data import load_labelled
+                imageset, y = load_labelled(args.data, args.labels)
+            found = {name: (parts, 1) for name, parts in
+                     scored_members(item, imageset, y, args.tta, args.batch_size, args.cache).items()}
+        for name, (parts, members) in found.items():
+            if name in scores:
+                raise SystemExit(f"{item}: a member named {name!r} was given twice")
+            scores[name], weight[name] = parts, members
     names = list(scores)
     ref = names[0]
     for part in ("val", "test"):
