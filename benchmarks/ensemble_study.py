@@ -34,6 +34,7 @@ def scored_members(model: str, imageset, y, tta: str, batch_size: int, cache: Pa
     from clearface.engines import TorchEngine
     from clearface.ensemble import member_names
     from clearface.modelfile import load_model_file
+    from clearface.outputs import write_text_atomic
     from clearface.rundir import read_score_csv
 
     blob = load_model_file(model)
@@ -53,7 +54,9 @@ def scored_members(model: str, imageset, y, tta: str, batch_size: int, cache: Pa
             out[name][part] = (names, y[idx], s)
             if kept:
                 cache.mkdir(parents=True, exist_ok=True)
-                kept.write_text("name,label,score\n" + "".join(f"{n},{int(v)},{float(x)!r}\n" for n, v, x in zip(names, y[idx], s)))
+                # full precision (a run's score file rounds to 6 decimals), atomic: a killed run leaves no half file
+                write_text_atomic(kept, "name,label,score\n"
+                                  + "".join(f"{n},{int(v)},{float(x)!r}\n" for n, v, x in zip(names, y[idx], s)))
     return out
 
 
