@@ -77,6 +77,11 @@ class Settings:
     model: str = _s("mobilenet_v2", "registry model to train (`clearface models` lists them)", "str")
     model_kwargs: dict = _s(lambda: {"pretrained": True, "input_size": 96},
                             "keyword arguments of the model (e.g. --model-kwargs.width 24)", "dict", factory=True)
+    init_from: str | None = _s(None, "start from this model file's weights instead of ImageNet's (a .pt, a run "
+                               "folder or `default`): fine-tuning; model and model_kwargs must build its network",
+                               "str", nullable=True)
+    init_split_check: bool = _s(True, "refuse an init_from model whose stored split trained on this run's validation "
+                                "or held-out images (false: only for data it never saw)", "bool")
     epochs: int = _s(7, "training epochs (the schedule spans them)", "int", lo=1)
     batch_size: int = _s(128, "training batch size", "int", lo=1, hi=65536)
     lr: float = _s(1.0e-3, "peak learning rate", "float", lo=0, lo_open=True, hi=10)

@@ -24,15 +24,19 @@ def epoch_mean(values) -> float:
 
 
 class HTERModule(L.LightningModule):
-    def __init__(self, cfg: dict, pos_weight: float, seed: int = 0, gan: tuple | None = None):
+    def __init__(self, cfg: dict, pos_weight: float, seed: int = 0, gan: tuple | None = None,
+                 init_state: dict | None = None):
         """``seed``: with the epoch and batch number, it alone decides a training batch's randomness.
-        ``gan``: gan_oversample's ``(frozen generator, class)`` (``generator_for_training``)."""
+        ``gan``: gan_oversample's ``(frozen generator, class)`` (``generator_for_training``).
+        ``init_state``: starting weights (``init_from``, checked by :func:`.init_weights.init_state`)."""
         super().__init__()
-        self.save_hyperparameters(ignore=["gan"])  # resolved config lands in every checkpoint
+        self.save_hyperparameters(ignore=["gan", "init_state"])  # resolved config lands in every checkpoint
         self.cfg = cfg
         self.seed = int(seed)
         entry = get_model_entry(cfg["model"])
         self.model = get_model(cfg["model"], **(cfg.get("model_kwargs") or {}))
+        if init_state is not None:
+            self.model.load_state_dict(init_state)
         if cfg["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(entry.mean).view(1, 3, 1, 1), persistent=False)

@@ -25,6 +25,7 @@ from ..engines import TorchEngine
 from ..modelfile import make_model_file, save_model_file
 from ..outputs import write_text_atomic
 from ..rundir import RunDir
+from .init_weights import init_state
 from .targets import distilling, mix, read_suspects, read_teacher_scores, training_targets
 
 log = logging.getLogger("clearface")
@@ -63,11 +64,12 @@ def _blob(cfg, members, tau=0.5, tau_source="", val_metrics=None):
 
 
 def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int, extra_train=None, teacher=None,
-             gan=None, suspects=None):
+             gan=None, suspects=None, init=None):
     """``extra_train``: (images, labels, targets) trained on besides the training part; ``teacher``:
     per-image teacher scores of ``images`` (NaN outside the training part) when distilling; ``gan``:
     gan_oversample's ``(generator, class)``; ``suspects``: per-image out-of-fold scores of the flagged
-    training images (NaN for the rest), dropped or used as targets by ``suspects.action``."""
+    training images (NaN for the rest), dropped or used as targets by ``suspects.action``; ``init``: the
+    starting weights (``init_from``; a resumed run's checkpoint replaces them)."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -97,7 +99,7 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
              run_dir.name, len(y_train), n0, n1,
              f" incl. {len(extra_train[1])} pseudo-labelled" if extra_train is not None else "", len(val_idx), pos_weight)
     L.seed_everything(seed, workers=True, verbose=False)
-    module = HTERModule(cfg, pos_weight, seed, gan)
+    module = HTERModule(cfg, pos_weight, seed, gan, init)
     gan_ratio = float(cfg["gan"]["ratio"]) if cfg["imbalance"] == "gan_oversample" else 0.0
     targets = training_targets(labels[train_idx], None if teacher is None else teacher[train_idx],
                                None if suspects is None else suspects[train_idx], cfg)
@@ -183,6 +185,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
                  cfg["distill"]["alpha"], 1 - cfg["distill"]["alpha"], cfg["distill"]["temperature"],
                  cfg["distill"]["scores"])
     suspects = _suspects(cfg, names, y, parts)
+    init, init_record = init_state(cfg, hashes, y, parts) or (None, None)
     if gan_blob is not None:  # refuse a generator that saw a validation/held-out image, before training
         from ..gan.sampling import check_generator_for_run, generator_for_training
         check_generator_for_run(cfg, gan_blob, hashes, parts, y)
@@ -196,7 +199,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
         fold_dir.mkdir(exist_ok=True)
         p = parts if folds == 1 else fold_parts(parts, k)
         trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k, extra_train,
-                                            teacher, gan, suspects)
+                                            teacher, gan, suspects, init)
         if trainer.global_rank != 0:
             continue
         member = _member(cfg, module.model)
@@ -207,6 +210,8 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     if trainer is None or trainer.global_rank == 0:
         result = _calibrate_and_save(cfg, run, images, y, parts, oof, members, names)
         result["train_minutes"] = round((time.perf_counter() - t_start) / 60, 2)
+        if init_record:
+            result["init_from"] = init_record  # the minutes above are this stage's only
         run.write_metrics(result)
         log.info("done in %.1f min: val HTER %.4f at tau %.4f%s", result["train_minutes"], result["val"]["hter"],
                  result["threshold"], f"; held-out HTER {result['test']['hter']:.4f}" if "test" in result else "")
