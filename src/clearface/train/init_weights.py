@@ -79,7 +79,9 @@ def init_state(cfg: dict, hashes: np.ndarray, y: np.ndarray, parts: np.ndarray) 
             raise ClearfaceError(f"{path}: its stored split trained on {int(leaked.sum())} of this run's validation "
                                  f"or held-out images, which would then score it; use its split settings ({theirs}) "
                                  "or --init-split-check false for data it never saw")
-    kwargs = dict(cfg["model_kwargs"], pretrained=False) if "pretrained" in cfg["model_kwargs"] else cfg["model_kwargs"]
+    # this run's network, built as the engines build a member: the file's build_kwargs (pretrained=False,
+    # weights=None) keep ImageNet weights from being looked for, since the file's replace them
+    kwargs = dict(cfg["model_kwargs"], **(member.get("build_kwargs") or {}))
     try:  # build once here, so a misfit is one line before training starts, not a traceback inside it
         get_model(cfg["model"], **kwargs).load_state_dict(member["state_dict"])
     except RuntimeError as exc:
