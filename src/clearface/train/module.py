@@ -39,6 +39,15 @@ class HTERModule(L.LightningModule):
             self.model.load_state_dict(init_state)
         if cfg["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # ema_decay: an exponential moving average of the weights (batch-norm statistics included) is what
+        # validation scores, best.ckpt keeps and the model file stores; the raw weights only train. As a
+        # submodule it rides in every checkpoint, so a resumed run continues the same average.
+        self.ema = None
+        if cfg.get("ema_decay"):
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(float(cfg["ema_decay"])),
+                                     use_buffers=True)
+            self.ema.requires_grad_(False)  # never trained: the optimiser and DDP must not see it
         self.register_buffer("mean", torch.tensor(entry.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(entry.std).view(1, 3, 1, 1), persistent=False)
         self.aug = AugmentConfig.from_dict(cfg.get("augment"))
@@ -51,6 +60,11 @@ class HTERModule(L.LightningModule):
         self._seen = 0
         self.last_val: dict = {}
         self._full_size = getattr(self.model, "input_size", None)  # what validation and the model file use
+
+    @property
+    def scoring_model(self):
+        """The network that validation scores and the model file stores: the weight average, if kept."""
+        return self.model if self.ema is None else self.ema.module
 
     # ------------------------------------------------------------------ helpers
     def _prepare(self, x_uint8: torch.Tensor, train: bool) -> torch.Tensor:
@@ -77,7 +91,7 @@ class HTERModule(L.LightningModule):
     def score(self, x_uint8):
         """Class-1 probabilities with the configured TTA (as the saved model file will compute them)."""
         x = self._prepare(x_uint8, train=False)
-        return tta_probability([self.model], x, self.cfg["tta"])
+        return tta_probability([self.scoring_model], x, self.cfg["tta"])
 
     # ------------------------------------------------------------------ training
     def on_train_start(self):
@@ -121,6 +135,10 @@ class HTERModule(L.LightningModule):
         self._train_loss.append(loss.detach())
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
     def on_train_end(self):
         self._set_train_size(None)

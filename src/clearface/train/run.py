@@ -202,7 +202,7 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
                                             teacher, gan, suspects, init)
         if trainer.global_rank != 0:
             continue
-        member = _member(cfg, module.model)
+        member = _member(cfg, module.scoring_model)
         members.append(member)
         oof[val_idx] = TorchEngine(_blob(cfg, [member])).score(images[val_idx], cfg["eval_batch_size"])
 
