@@ -131,7 +131,8 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--quality", type=int, default=75)
     u = sub.add_parser("unpack")
-    u.add_argument("--src", nargs="+", required=True, help="the folder(s) pack wrote (mosaics may be spread over several)")
+    u.add_argument("--src", nargs="+", required=True,
+                   help="the folder(s) pack wrote (its mosaics may be spread over several)")
     u.add_argument("--out", required=True)
     c = sub.add_parser("collect")
     c.add_argument("--runs", required=True)
