@@ -6,7 +6,7 @@ is a multiple of JPEG's 16 px blocks, so tiles never share a block), their posit
 the split and the labels. One mosaic holds no per-image JPEG headers, which are ~40 % of a 1.6 kB
 crop: 70,000 crops pack into ~66 MB at the source's own quality (75) instead of ~120 MB, within a
 transfer limit the original zip exceeds. Re-encoding at the same quality changes pixels little
-(PSNR ~42 dB against the source's decode, measured on 4,096 crops).
+(PSNR ~42 dB against the source's decode, measured on 4,096 crops; ~41 dB after unpack's second encoding).
 
 ``unpack`` (on the remote machine) rebuilds a zip with the source's image names and order: the packed
 images re-encoded losslessly enough (JPEG q95, no chroma subsampling), every other image (held out) a
