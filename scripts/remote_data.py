@@ -27,11 +27,14 @@ import csv
 import gzip
 import io
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from clearface.errors import ClearfaceError
 
 TILE = 64
 COLUMNS = 128  # tiles per mosaic row; a mosaic of 8,192 tiles is 8192 x 4096 px
@@ -46,14 +49,16 @@ def _split_rows(path: Path) -> list[dict]:
 
 def pack(data: str, labels: str, split: str, out: str, quality: int = 75) -> None:
     from clearface.data import load_labelled
+    from clearface.rundir import RunDir
 
+    run = RunDir(Path(split).parent)
+    if run.split_path.resolve() != Path(split).resolve():
+        raise ClearfaceError(f"{split}: give a run folder's split.csv")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     imageset, y = load_labelled(data, labels)
-    rows = _split_rows(Path(split))
-    if len(rows) != len(y) or any(r["name"] != n for r, n in zip(rows, imageset.names)):
-        raise SystemExit(f"{split}: its names are not --data's, in order")
-    keep = np.flatnonzero(np.array([r["part"] in ("train", "val") for r in rows]))
+    parts = run.read_split(imageset.names)  # checks it names --data's images, in order
+    keep = np.flatnonzero(np.isin(parts, ("train", "val")))
     np.save(out_dir / "index.npy", keep.astype(np.int32))
     with open(split, "rb") as f, gzip.open(out_dir / "split.csv.gz", "wb") as g:
         shutil.copyfileobj(f, g)
@@ -73,13 +78,20 @@ def pack(data: str, labels: str, split: str, out: str, quality: int = 75) -> Non
           f"{len(y) - len(keep)} held-out images left here")
 
 
+def _first(dirs: list[Path], name: str) -> Path:
+    found = [d / name for d in dirs if (d / name).exists()]
+    if not found:
+        raise ClearfaceError(f"no {name} in {', '.join(map(str, dirs))} (give the folder(s) pack wrote)")
+    return found[0]
+
+
 def unpack(src: list[str], out: str) -> None:
     dirs = [Path(s) for s in src]
-    rows = _split_rows(next(p for d in dirs for p in [d / "split.csv.gz"] if p.exists()))
-    keep = np.load(next(p for d in dirs for p in [d / "index.npy"] if p.exists()))
+    rows = _split_rows(_first(dirs, "split.csv.gz"))
+    keep = np.load(_first(dirs, "index.npy"))
     mosaics = sorted((p for d in dirs for p in d.glob("mosaic_*.jpg")), key=lambda p: p.name)  # spread over dirs
     if len(mosaics) != -(-len(keep) // PER_MOSAIC):
-        raise SystemExit(f"{len(mosaics)} mosaics found, {-(-len(keep) // PER_MOSAIC)} expected")
+        raise ClearfaceError(f"{len(mosaics)} mosaics found, {-(-len(keep) // PER_MOSAIC)} expected")
     grey = io.BytesIO()
     Image.new("RGB", (TILE, TILE), (128, 128, 128)).save(grey, "JPEG", quality=95)
     encoded: dict[int, bytes] = {}
@@ -138,12 +150,16 @@ def main() -> None:
     c.add_argument("--runs", required=True)
     c.add_argument("--out", required=True)
     a = ap.parse_args()
-    if a.cmd == "pack":
-        pack(a.data, a.labels, a.split, a.out, a.quality)
-    elif a.cmd == "unpack":
-        unpack(a.src, a.out)
-    else:
-        collect(a.runs, a.out)
+    try:
+        if a.cmd == "pack":
+            pack(a.data, a.labels, a.split, a.out, a.quality)
+        elif a.cmd == "unpack":
+            unpack(a.src, a.out)
+        else:
+            collect(a.runs, a.out)
+    except ClearfaceError as exc:  # bad input: one line and exit code 2, as the CLI gives it
+        print(f"remote_data: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

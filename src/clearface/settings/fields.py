@@ -95,7 +95,7 @@ class Settings:
     soft_hter_temperature: float = _s(1.0, "temperature of the soft-HTER loss", "float", lo=0, lo_open=True)
     label_smoothing: float = _s(0.0, "label smoothing of the BCE targets", "float", lo=0, hi=1, hi_open=True)
     ema_decay: float | None = _s(None, "keep an exponential moving average of the weights with this decay per step "
-                                 "(e.g. 0.998); validation, tau and the model file use it (null: off)", "float",
+                                 "(e.g. 0.999); validation, tau and the model file use it (null: off)", "float",
                                  lo=0, hi=1, lo_open=True, hi_open=True, nullable=True)
     train_sizes: list | None = _s(None, "progressive resizing: the model's input size per training epoch, e.g. "
                                   "[64,64,64,96] (the last repeats; models with input_size only); validation, "
