@@ -128,5 +128,9 @@ def test_weights_of_another_model_are_refused_with_one_line(tmp_path):
     assert "best.ckpt" in str(e.value) and "\n" not in str(e.value)
     good = {k: v + 1 for k, v in net.state_dict().items()}
     torch.save({"state_dict": good}, tmp_path / BEST)
-    assert load_best_weights(net, tmp_path) and torch.equal(net.weight, good["weight"])
+    assert load_best_weights(net, tmp_path) == 0 and torch.equal(net.weight, good["weight"])  # no epoch stored
+    torch.save({"state_dict": good, "epoch": 3}, tmp_path / BEST)
+    assert load_best_weights(net, tmp_path) == 3
     assert check_weights_fit(net, tmp_path / BEST) is not None
+    (tmp_path / BEST).unlink()
+    assert load_best_weights(net, tmp_path) is None  # no best epoch: the module keeps its last weights

@@ -61,6 +61,8 @@ def test_smoke_recipe_end_to_end(real_small, tmp_path):
     assert ck["FaceDataModule"] == {"resume_epoch": 2, "resume_batch": 0}
     best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["epoch"] in (1, 2) and set(best["state_dict"]) == set(ck["state_dict"])
+    # metrics.json names the epoch the model file holds: the first with the lowest validation HTER
+    assert m["best_epoch"] == best["epoch"] == int(min(rows, key=lambda r: float(r["val_hter"]))["epoch"])
 
     ev = json.loads(cli("evaluate", "--model", run / "model.pt", "--data", zpath, "--labels", lpath, "--json").stdout)
     assert ev["threshold"] == pytest.approx(m["threshold"]) and ev["n"] == 300

@@ -93,12 +93,15 @@ def check_weights_fit(module, path: Path, state: dict | None = None) -> dict:
     return state
 
 
-def load_best_weights(module, ckpt_dir: Path) -> bool:
+def load_best_weights(module, ckpt_dir: Path) -> int | None:
+    """Load ``best.ckpt``'s weights into ``module``; return its epoch (1-based, 0 where the file does not
+    say), or None when there is no ``best.ckpt`` (the module keeps its last weights)."""
     best = ckpt_dir / BEST
     if not best.exists():
-        return False
-    module.load_state_dict(check_weights_fit(module, best, read_checkpoint(best)["state_dict"]))
-    return True
+        return None
+    ck = read_checkpoint(best)
+    module.load_state_dict(check_weights_fit(module, best, ck["state_dict"]))
+    return int(ck.get("epoch") or 0)
 
 
 class RunCheckpoints(Checkpoint):

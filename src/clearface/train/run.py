@@ -130,8 +130,8 @@ def _fit_one(cfg, images, labels, parts, run_dir: Path, resume: bool, seed: int,
         check_weights_fit(module, last)
         log.info("%s: resuming from %s", run_dir.name, last.relative_to(run_dir))
     trainer.fit(module, dm, ckpt_path=str(last) if last is not None else None, weights_only=True)
-    load_best_weights(module, ckpt_dir)  # the fold's model is its best epoch (else its last)
-    return trainer, module, val_idx
+    best_epoch = load_best_weights(module, ckpt_dir)  # the fold's model is its best epoch (else its last)
+    return trainer, module, val_idx, best_epoch
 
 
 def _check_resumable_run(out: Path, folds: int) -> None:
@@ -193,15 +193,16 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
 
     folds = cfg["folds"]
     oof = np.full(len(y), np.nan, np.float32)
-    members, trainer = [], None
+    members, best_epochs, trainer = [], [], None
     for k in range(folds):
         fold_dir = out if folds == 1 else run.fold(k).path
         fold_dir.mkdir(exist_ok=True)
         p = parts if folds == 1 else fold_parts(parts, k)
-        trainer, module, val_idx = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k, extra_train,
-                                            teacher, gan, suspects, init)
+        trainer, module, val_idx, best_epoch = _fit_one(cfg, images, y, p, fold_dir, resume, cfg["seed"] + k,
+                                                        extra_train, teacher, gan, suspects, init)
         if trainer.global_rank != 0:
             continue
+        best_epochs.append(best_epoch)
         member = _member(cfg, module.scoring_model)
         members.append(member)
         oof[val_idx] = TorchEngine(_blob(cfg, [member])).score(images[val_idx], cfg["eval_batch_size"])
@@ -210,11 +211,14 @@ def train(data, labels, out, cfg: dict, resume: bool = False) -> dict:
     if trainer is None or trainer.global_rank == 0:
         result = _calibrate_and_save(cfg, run, images, y, parts, oof, members, names)
         result["train_minutes"] = round((time.perf_counter() - t_start) / 60, 2)
+        # the epoch each model file member comes from (min val_hter; None: no epoch finished validation)
+        result["best_epoch"] = best_epochs[0] if folds == 1 else best_epochs
         if init_record:
             result["init_from"] = init_record  # the minutes above are this stage's only
         run.write_metrics(result)
-        log.info("done in %.1f min: val HTER %.4f at tau %.4f%s", result["train_minutes"], result["val"]["hter"],
-                 result["threshold"], f"; held-out HTER {result['test']['hter']:.4f}" if "test" in result else "")
+        log.info("done in %.1f min: val HTER %.4f at tau %.4f%s%s", result["train_minutes"], result["val"]["hter"],
+                 result["threshold"], f"; held-out HTER {result['test']['hter']:.4f}" if "test" in result else "",
+                 f" (model from epoch {result['best_epoch']})" if folds == 1 and result["best_epoch"] else "")
     if trainer is not None and trainer.world_size > 1:
         trainer.strategy.barrier("clearface-done")  # let rank 0 finish writing before tear-down
     return result
